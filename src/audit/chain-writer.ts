@@ -1,0 +1,214 @@
+import crypto from 'node:crypto';
+import type { Database, Queryable } from '../db/database.js';
+import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
+import { GENESIS_HASH, chainHash, type ChainRecord } from './canonical.js';
+import { createMicrosecondClock } from './clock.js';
+import { toChainRecord, type AuditEvent } from './record.js';
+
+export type AuditErrorCode = 'ERR_AUDIT_UNAVAILABLE' | 'ERR_AUDIT_CLOSED';
+
+/** The record could not be made durable; callers answer 503 `audit_unavailable` and never proceed. */
+export class AuditUnavailableError extends Error {
+  constructor(
+    readonly code: AuditErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AuditUnavailableError';
+  }
+}
+
+/** A record that is committed to the chain. */
+export interface CommittedRecord {
+  readonly seq: number;
+  readonly eventId: string;
+  readonly occurredAt: string;
+  readonly hash: Buffer;
+}
+
+/** The last record of the chain as a writer committed it. */
+export interface ChainHead {
+  readonly seq: number;
+  readonly hash: Buffer;
+}
+
+export interface ChainWriterStats {
+  queued: number;
+  committed: number;
+  batches: number;
+  lastBatchSize: number;
+  lastCommitMs: number;
+  lastError: string | undefined;
+  closed: boolean;
+}
+
+export interface ChainWriter {
+  /** Appends one record; resolves only once it is committed, rejects with {@link AuditUnavailableError} otherwise. */
+  recordEvent(event: AuditEvent): Promise<CommittedRecord>;
+  /** Resolves when every record queued so far has been written or rejected. */
+  flush(): Promise<void>;
+  /** Refuses new records and waits for the queued ones. */
+  close(): Promise<void>;
+  stats(): ChainWriterStats;
+  /** Called after each committed batch with the new head and the batch size. */
+  onCommit(listener: (head: ChainHead, count: number) => void): void;
+}
+
+export interface ChainWriterOptions {
+  /** Most records in one transaction. */
+  batchMax: number;
+  /** Longest a record may wait in the queue before it is rejected; a started transaction is bounded by the database timeouts. */
+  writeTimeoutMs: number;
+  /** Most records waiting at once; past it, new records are rejected at once rather than piling up. */
+  maxQueued?: number;
+  clock?: () => string;
+}
+
+interface Pending {
+  record: Omit<ChainRecord, 'seq'>;
+  resolve: (committed: CommittedRecord) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+const COLUMNS = [
+  'seq', 'event_id', 'occurred_at', 'event_type', 'outcome', 'reason', 'username', 'user_id', 'ip',
+  'user_agent', 'device_id', 'mfa_method', 'session_id', 'request_id', 'actor_id', 'details', 'prev_hash', 'hash',
+] as const;
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Reads the chain head; callers hold {@link AUDIT_CHAIN_LOCK} when they will append after it. */
+export async function readChainHead(db: Pick<Queryable, 'query'>): Promise<ChainHead> {
+  const { rows } = await db.query<{ seq: number; hash: Uint8Array }>(
+    'SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1',
+  );
+  const head = rows[0];
+  return head ? { seq: head.seq, hash: toBuffer(head.hash) } : { seq: 0, hash: GENESIS_HASH };
+}
+
+/**
+ * Appends a batch after the current head in one transaction. The advisory lock serializes every
+ * writer of every gateway process on this database, so `seq` stays dense and the chain never forks.
+ */
+async function appendBatch(tx: Queryable, records: ReadonlyArray<Omit<ChainRecord, 'seq'>>): Promise<CommittedRecord[]> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
+  let { seq, hash: prev } = await readChainHead(tx);
+
+  const params: unknown[] = [];
+  const tuples: string[] = [];
+  const committed: CommittedRecord[] = [];
+  for (const partial of records) {
+    seq += 1;
+    const record: ChainRecord = { ...partial, seq };
+    const hash = chainHash(prev, record);
+    const base = params.length;
+    tuples.push(`(${COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
+    params.push(
+      record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason,
+      record.username, record.user_id, record.ip, record.user_agent, record.device_id, record.mfa_method,
+      record.session_id, record.request_id, record.actor_id, record.details, prev, hash,
+    );
+    committed.push({ seq, eventId: record.event_id, occurredAt: record.occurred_at, hash });
+    prev = hash;
+  }
+  await tx.query(`INSERT INTO audit_log (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, params);
+  return committed;
+}
+
+/**
+ * The group-commit writer: records that arrive while a transaction is in flight wait and go
+ * together in the next one, so one commit (one WAL flush) makes many records durable.
+ */
+export function createChainWriter(db: Database, options: ChainWriterOptions): ChainWriter {
+  const clock = options.clock ?? createMicrosecondClock();
+  const maxQueued = options.maxQueued ?? Math.max(10_000, options.batchMax * 64);
+  const queue: Pending[] = [];
+  const listeners: Array<(head: ChainHead, count: number) => void> = [];
+  let draining: Promise<void> | undefined;
+  let closed = false;
+  const stats: ChainWriterStats = {
+    queued: 0, committed: 0, batches: 0, lastBatchSize: 0, lastCommitMs: 0, lastError: undefined, closed: false,
+  };
+
+  async function writeBatch(batch: Pending[]): Promise<void> {
+    const started = performance.now();
+    try {
+      const committed = await db.transaction((tx) => appendBatch(tx, batch.map((p) => p.record)));
+      stats.committed += committed.length;
+      stats.batches += 1;
+      stats.lastBatchSize = committed.length;
+      stats.lastCommitMs = performance.now() - started;
+      stats.lastError = undefined;
+      batch.forEach((p, i) => p.resolve(committed[i]!));
+      const last = committed[committed.length - 1]!;
+      for (const listener of listeners) listener({ seq: last.seq, hash: last.hash }, committed.length);
+    } catch (err) {
+      stats.lastError = (err as Error).message;
+      const failure = new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record could not be written', {
+        cause: err,
+      });
+      for (const p of batch) p.reject(failure);
+    }
+  }
+
+  async function drain(): Promise<void> {
+    while (queue.length > 0) {
+      const batch = queue.splice(0, options.batchMax);
+      for (const p of batch) clearTimeout(p.timer);
+      await writeBatch(batch);
+    }
+  }
+
+  function schedule(): void {
+    draining ??= drain().finally(() => {
+      draining = undefined;
+      if (queue.length > 0) schedule();
+    });
+  }
+
+  return {
+    recordEvent(event) {
+      if (closed) return Promise.reject(new AuditUnavailableError('ERR_AUDIT_CLOSED', 'the audit writer is closed'));
+      if (queue.length >= maxQueued) {
+        return Promise.reject(new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit writer is saturated'));
+      }
+      let record: Omit<ChainRecord, 'seq'>;
+      try {
+        record = toChainRecord(event, crypto.randomUUID(), clock());
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+      return new Promise<CommittedRecord>((resolve, reject) => {
+        const pending: Pending = {
+          record,
+          resolve,
+          reject,
+          timer: setTimeout(() => {
+            const index = queue.indexOf(pending);
+            if (index === -1) return; // already in a transaction, which the database timeouts bound
+            queue.splice(index, 1);
+            reject(new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record waited too long to be written'));
+          }, options.writeTimeoutMs),
+        };
+        queue.push(pending);
+        schedule();
+      });
+    },
+    async flush() {
+      while (draining) await draining;
+    },
+    async close() {
+      closed = true;
+      stats.closed = true;
+      while (draining) await draining;
+    },
+    stats: () => ({ ...stats, queued: queue.length }),
+    onCommit(listener) {
+      listeners.push(listener);
+    },
+  };
+}

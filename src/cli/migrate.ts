@@ -1,0 +1,24 @@
+import { ConfigError, loadConfig } from '../config.js';
+import { migrate } from '../db/migrate.js';
+import { openDatabase } from '../runtime.js';
+
+/** `npm run migrate`: applies pending migrations to DATABASE_URL (or the embedded database). */
+async function run(): Promise<number> {
+  const config = loadConfig();
+  const db = await openDatabase(config, 'authtrail-migrate');
+  try {
+    const applied = await migrate(db);
+    console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'database is up to date');
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+run().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof ConfigError ? err.message : `migrate failed: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,158 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+
+/** Something that runs one parameterized statement. */
+export interface Queryable {
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<{ rows: R[] }>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(script: string): Promise<void>;
+}
+
+/**
+ * The one database access style of the gateway: parameterized SQL on PostgreSQL, either a real
+ * server through `pg` or embedded PGlite. Both parse int8 as a JavaScript number.
+ */
+export interface Database extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs `fn` in one transaction on one connection; commits when it resolves, rolls back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface PostgresOptions {
+  url: string;
+  poolMax: number;
+  statementTimeoutMs: number;
+  connectTimeoutMs: number;
+  applicationName?: string;
+}
+
+const INT8_OID = 20;
+
+function parseInt8(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`int8 value ${value} exceeds the safe integer range`);
+  return n;
+}
+
+/** Opens a `pg` pool with bounded connect, statement and query times, so a stalled server never holds a caller forever. */
+export function createPostgresDatabase(options: PostgresOptions): Database {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolMax,
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    statement_timeout: options.statementTimeoutMs,
+    query_timeout: options.statementTimeoutMs + 1000,
+    idle_in_transaction_session_timeout: options.statementTimeoutMs * 2,
+    application_name: options.applicationName ?? 'authtrail',
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
+        oid === INT8_OID ? parseInt8 : (pg.types.getTypeParser(oid, format) as unknown)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its server must not crash the process; the next checkout reconnects.
+  pool.on('error', () => {});
+
+  const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
+    async query<R>(text: string, params?: readonly unknown[]) {
+      const result = await client.query(text, params as unknown[] | undefined);
+      return { rows: result.rows as R[] };
+    },
+    async exec(script: string) {
+      await client.query(script);
+    },
+  });
+
+  return {
+    kind: 'postgres',
+    ...wrap(pool),
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query('BEGIN');
+        const result = await fn(wrap(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        broken = err as Error;
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        // A connection that failed mid-transaction is discarded rather than reused.
+        client.release(broken);
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+/** Refuses a second process on the same embedded data directory: PGlite is single-process. */
+function lockDataDirectory(dir: string): () => void {
+  const lockFile = path.join(dir, 'gateway.pid');
+  fs.mkdirSync(dir, { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+      return () => fs.rmSync(lockFile, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(fs.readFileSync(lockFile, 'utf8'));
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new Error(
+          `embedded database ${dir} is in use by process ${pid}; embedded mode serves one instance only (set DATABASE_URL for more)`,
+        );
+      }
+      fs.rmSync(lockFile, { force: true });
+    }
+  }
+  throw new Error(`could not lock embedded database directory ${dir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Opens embedded PostgreSQL (PGlite) persisted in `dir`; `dir` undefined keeps it in memory. */
+export async function createEmbeddedDatabase(dir: string | undefined): Promise<Database> {
+  const unlock = dir ? lockDataDirectory(dir) : () => {};
+  let db: PGlite;
+  try {
+    db = await PGlite.create(dir, { parsers: { [INT8_OID]: parseInt8 } });
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+    async query<R>(text: string, params?: readonly unknown[]) {
+      const result = await q.query<R>(text, params as unknown[] | undefined);
+      return { rows: result.rows };
+    },
+    async exec(script: string) {
+      await q.exec(script);
+    },
+  });
+
+  return {
+    kind: 'pglite',
+    ...wrap(db),
+    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    async close() {
+      try {
+        await db.close();
+      } finally {
+        unlock();
+      }
+    },
+  };
+}

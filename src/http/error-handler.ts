@@ -1,0 +1,60 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { AuditUnavailableError } from '../audit/chain-writer.js';
+import { HttpError } from './errors.js';
+
+/** Errors raised by express.json (body-parser) carry a `type`. */
+function fromBodyParser(err: { type?: unknown; status?: unknown }): HttpError | undefined {
+  switch (err.type) {
+    case 'entity.too.large':
+      return new HttpError(413, 'payload_too_large', 'The request body is too large');
+    case 'entity.parse.failed':
+      return new HttpError(400, 'invalid_request', 'The request is not valid', { detail: 'The body is not valid JSON' });
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HttpError(415, 'unsupported_media_type', 'The request body encoding is not supported');
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+      return new HttpError(400, 'invalid_request', 'The request is not valid', { detail: 'The body could not be read' });
+    default:
+      return undefined;
+  }
+}
+
+function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof AuditUnavailableError) {
+    return new HttpError(503, 'audit_unavailable', 'The audit trail is unavailable', {
+      headers: { 'Retry-After': '5' },
+      cause: err,
+    });
+  }
+  if (err && typeof err === 'object' && 'type' in err) {
+    const parsed = fromBodyParser(err);
+    if (parsed) return parsed;
+  }
+  return new HttpError(500, 'internal_error', 'Internal error', { cause: err });
+}
+
+/** The one place that turns errors into RFC 9457 responses. */
+export const problemHandler: ErrorRequestHandler = (err, req, res, _next) => {
+  const problem = toHttpError(err);
+  if (problem.status >= 500) req.log.error({ err: problem.cause ?? err }, problem.title);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.status(problem.status).set(problem.headers).type('application/problem+json').json({
+    type: `urn:authtrail:problem:${problem.code}`,
+    title: problem.title,
+    status: problem.status,
+    code: problem.code,
+    ...(problem.expose && problem.detail ? { detail: problem.detail } : {}),
+    ...(problem.expose ? problem.extensions : {}),
+    request_id: req.id,
+  });
+};
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, 'not_found', 'No such resource', { detail: `${req.method} ${req.path} is not a route of this gateway` }));
+};
