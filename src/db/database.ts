@@ -70,6 +70,9 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
     ...wrap(pool),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
+      // A checked-out client that loses its server emits 'error'; the failing query reports it.
+      const onError = (): void => {};
+      client.on('error', onError);
       let broken: Error | undefined;
       try {
         await client.query('BEGIN');
@@ -77,11 +80,19 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
         await client.query('COMMIT');
         return result;
       } catch (err) {
-        broken = err as Error;
-        await client.query('ROLLBACK').catch(() => {});
+        if (err instanceof pg.DatabaseError) {
+          // The server answered with an error: the connection is sound, roll back and reuse it.
+          await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+            broken = rollbackError as Error;
+          });
+        } else {
+          // Lost or stalled connection, or an error of ours: discarding the connection makes the
+          // server roll back, without waiting on a dead socket for a ROLLBACK answer.
+          broken = err as Error;
+        }
         throw err;
       } finally {
-        // A connection that failed mid-transaction is discarded rather than reused.
+        client.off('error', onError);
         client.release(broken);
       }
     },

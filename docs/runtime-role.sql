@@ -1,0 +1,11 @@
+-- Least-privilege runtime role for the gateway (run as the database owner after `npm run migrate`).
+-- The gateway then connects as authtrail_app with MIGRATE_ON_START=false (or true: with nothing
+-- pending, start-up only reads schema_migrations). Replace authtrail_app with your role's name;
+-- create it first, e.g.  CREATE ROLE authtrail_app LOGIN PASSWORD '...';
+-- and GRANT CONNECT ON DATABASE <your database> TO authtrail_app;
+GRANT USAGE ON SCHEMA public TO authtrail_app;
+GRANT SELECT ON schema_migrations TO authtrail_app;
+-- The audit trail: append and read, never change. UPDATE, DELETE and TRUNCATE are not granted,
+-- and the triggers of migration 003 refuse them even to the owner.
+GRANT SELECT, INSERT ON audit_log, audit_checkpoints TO authtrail_app;
+GRANT SELECT, INSERT, UPDATE ON users TO authtrail_app;

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createChainWriter } from '../../src/audit/chain-writer.js';
+import { createCheckpointer } from '../../src/audit/checkpoints.js';
+import { verifyChain } from '../../src/audit/verify-chain.js';
+import { migrate } from '../../src/db/migrate.js';
+import { createLogger } from '../../src/logger.js';
+import { tempSigningKey, trustOnly } from '../helpers/audit.js';
+import { sampleEvent } from '../helpers/events.js';
+import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { ROOT } from '../helpers/processes.js';
+
+describe('append-only audit tables', () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await createTestDatabase();
+    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 5000 });
+    for (let i = 0; i < 3; i++) await writer.recordEvent(sampleEvent(i));
+    await writer.close();
+    await t.db.query(`INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) SELECT seq, hash, now(), 'k', $1 FROM audit_log WHERE seq = 3`, [
+      Buffer.alloc(64),
+    ]);
+  });
+  after(async () => {
+    await t.drop();
+  });
+
+  for (const table of ['audit_log', 'audit_checkpoints']) {
+    for (const statement of [`UPDATE ${table} SET seq = seq WHERE seq = 3`, `DELETE FROM ${table} WHERE seq = 3`, `TRUNCATE ${table}`]) {
+      it(`when the owner runs "${statement}", then the database refuses it and nothing changes`, async () => {
+        await assert.rejects(t.db.query(statement), (err: { code?: string; message: string }) => {
+          assert.equal(err.code, '42501');
+          assert.match(err.message, /append-only/);
+          return true;
+        });
+        const { rows } = await t.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
+        assert.equal(rows[0]!.n, table === 'audit_log' ? 3 : 1);
+      });
+    }
+  }
+});
+
+describe('least-privilege runtime role (docs/runtime-role.sql)', () => {
+  let t: TestDatabase;
+  const role = `authtrail_app_${crypto.randomBytes(4).toString('hex')}`;
+  before(async () => {
+    t = await createTestDatabase();
+    await adminQuery(`CREATE ROLE ${role} LOGIN`);
+    await adminQuery(`GRANT CONNECT ON DATABASE ${t.name} TO ${role}`);
+    const grants = fs.readFileSync(path.join(ROOT, 'docs/runtime-role.sql'), 'utf8').replaceAll('authtrail_app', role);
+    await adminQuery(grants, [], t.name);
+  });
+  after(async () => {
+    await t.drop();
+    await adminQuery(`DROP ROLE IF EXISTS ${role}`);
+  });
+
+  it('when the gateway runs as that role, then start-up, appends, checkpoints and verification work', async () => {
+    const app = t.open({ user: role });
+    const { rows } = await app.query<{ me: string; superuser: string }>(`SELECT current_user AS me, current_setting('is_superuser') AS superuser`);
+    assert.deepEqual(rows[0], { me: role, superuser: 'off' });
+    assert.deepEqual(await migrate(app), [], 'nothing pending: start-up needs no DDL rights');
+
+    const key = tempSigningKey();
+    const writer = createChainWriter(app, { batchMax: 8, writeTimeoutMs: 5000 });
+    const checkpointer = createCheckpointer({
+      db: app, writer, key, file: path.join(key.dir, 'cp.jsonl'), everyRecords: 5, everySeconds: 3600, logger: createLogger('silent'),
+    });
+    await Promise.all(Array.from({ length: 12 }, (_, i) => writer.recordEvent(sampleEvent(i))));
+    await writer.close();
+    const last = await checkpointer.close();
+    assert.equal(last?.seq, 12);
+    const result = await verifyChain(app, { trustedKeys: trustOnly(key), checkpointFile: path.join(key.dir, 'cp.jsonl') });
+    assert.equal(result.valid, true);
+    assert.equal(result.head_seq, 12);
+    fs.rmSync(key.dir, { recursive: true, force: true });
+  });
+
+  it('when that role tries to change history, then it lacks the privilege', async () => {
+    const app = t.open({ user: role });
+    for (const statement of ['UPDATE audit_log SET reason = NULL', 'DELETE FROM audit_log', 'TRUNCATE audit_log', 'DROP TABLE audit_log']) {
+      await assert.rejects(app.query(statement), /permission denied|must be owner/, statement);
+    }
+  });
+});

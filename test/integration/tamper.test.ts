@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { GENESIS_HASH, chainHash, type ChainRecord } from '../../src/audit/canonical.js';
+import { createChainWriter } from '../../src/audit/chain-writer.js';
+import { createCheckpointer, signCheckpoint, type SigningKey } from '../../src/audit/checkpoints.js';
+import { verifyChain, type VerifyResult } from '../../src/audit/verify-chain.js';
+import { createLogger } from '../../src/logger.js';
+import { tempSigningKey, trustOnly } from '../helpers/audit.js';
+import { sampleEvent } from '../helpers/events.js';
+import pg from 'pg';
+import { createTestDatabase, urlFor, type TestDatabase } from '../helpers/postgres.js';
+import { runTs } from '../helpers/processes.js';
+
+const RECORDS = 30;
+const CHECKPOINT_EVERY = 10; // checkpoints at seq 10, 20, 30
+
+/** Reads rows the way an attacker who knows the format would, to recompute hashes. */
+async function readRecords(db: TestDatabase['db'], fromSeq: number): Promise<Array<ChainRecord & { hash: Buffer }>> {
+  const { rows } = await db.query<ChainRecord & { hash: Buffer }>(
+    `SELECT seq, event_id::text AS event_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
+            event_type, outcome, reason, username, user_id::text AS user_id, host(ip) AS ip, user_agent, device_id, mfa_method,
+            session_id::text AS session_id, request_id, actor_id::text AS actor_id, details::text AS details, hash
+       FROM audit_log WHERE seq >= $1 ORDER BY seq`,
+    [fromSeq],
+  );
+  return rows;
+}
+
+async function hashOf(db: TestDatabase['db'], seq: number): Promise<Buffer> {
+  const { rows } = await db.query<{ hash: Buffer }>('SELECT hash FROM audit_log WHERE seq = $1', [seq]);
+  return rows[0]?.hash ?? GENESIS_HASH;
+}
+
+/** Runs statements as a superuser with the append-only triggers switched off for that session. */
+async function asSuperuser(database: string, sql: string, params: unknown[] = []): Promise<void> {
+  const client = new pg.Client({ connectionString: urlFor(database) });
+  await client.connect();
+  try {
+    await client.query('SET session_replication_role = replica');
+    await client.query(sql, params);
+  } finally {
+    await client.end();
+  }
+}
+
+describe('audit chain verifier against tampering (PostgreSQL)', () => {
+  let template: TestDatabase;
+  let key: SigningKey & { file: string; dir: string };
+  let checkpointFile: string;
+  const copies: TestDatabase[] = [];
+
+  before(async () => {
+    key = tempSigningKey();
+    checkpointFile = path.join(key.dir, 'checkpoints.jsonl');
+    template = await createTestDatabase();
+    const writer = createChainWriter(template.db, { batchMax: 16, writeTimeoutMs: 5000 });
+    const checkpointer = createCheckpointer({
+      db: template.db, writer, key, file: checkpointFile, everyRecords: CHECKPOINT_EVERY, everySeconds: 3600, logger: createLogger('silent'),
+    });
+    for (let i = 1; i <= RECORDS; i++) await writer.recordEvent(sampleEvent(i));
+    await writer.close();
+    await checkpointer.close();
+    await template.db.close();
+  });
+
+  after(async () => {
+    await Promise.all(copies.map((c) => c.drop()));
+    await template.drop();
+    fs.rmSync(key.dir, { recursive: true, force: true });
+  });
+
+  async function freshCopy(): Promise<TestDatabase> {
+    const copy = await createTestDatabase({ template: template.name });
+    copies.push(copy);
+    return copy;
+  }
+
+  const verify = (db: TestDatabase['db'], file = checkpointFile): Promise<VerifyResult> =>
+    verifyChain(db, { trustedKeys: trustOnly(key), checkpointFile: file, batchSize: 7 });
+
+  it('when the chain is untouched, then it verifies with every checkpoint matched', async () => {
+    const copy = await freshCopy();
+    assert.deepEqual(await verify(copy.db), { valid: true, checked: RECORDS, head_seq: RECORDS, checkpoints_checked: 3 });
+    const lines = fs.readFileSync(checkpointFile, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
+    assert.deepEqual(lines, [10, 20, 30]);
+  });
+
+  it('when the chain is read with another session time zone, then it still verifies', async () => {
+    const copy = await freshCopy();
+    const shifted = copy.open({ params: `options=${encodeURIComponent('-c TimeZone=Pacific/Chatham')}` });
+    const { rows } = await shifted.query<{ tz: string }>(`SELECT current_setting('TimeZone') AS tz`);
+    assert.equal(rows[0]!.tz, 'Pacific/Chatham');
+    assert.equal((await verify(shifted)).valid, true);
+  });
+
+  it('when a field is edited by a superuser, then the first bad seq is that record (hash_mismatch)', async () => {
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, `UPDATE audit_log SET outcome = 'success' WHERE seq = 14`);
+    const r = await verify(copy.db);
+    assert.equal(r.valid, false);
+    assert.equal(r.first_invalid_seq, 14);
+    assert.equal(r.problem, 'hash_mismatch');
+  });
+
+  it('when a middle record is deleted, then the first bad seq is the missing one (seq_gap)', async () => {
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, 'DELETE FROM audit_log WHERE seq = 17');
+    const r = await verify(copy.db);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [17, 'seq_gap']);
+  });
+
+  it('when the tail is deleted with its checkpoints in the table, then the export file reveals the truncation', async () => {
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, 'DELETE FROM audit_log WHERE seq > 25; DELETE FROM audit_checkpoints WHERE seq > 25');
+    const r = await verify(copy.db);
+    assert.deepEqual([r.first_invalid_seq, r.problem, r.head_seq], [26, 'truncated', 25]);
+  });
+
+  it('when records are edited and every later hash recomputed, then the signed checkpoints catch it from the last good checkpoint on', async () => {
+    const copy = await freshCopy();
+    const records = await readRecords(copy.db, 15);
+    let prev = await hashOf(copy.db, 14);
+    for (const record of records) {
+      const forged = record.seq === 15 ? { ...record, username: 'mallory', outcome: 'success', reason: null } : record;
+      const hash = chainHash(prev, forged);
+      await asSuperuser(copy.name, 'UPDATE audit_log SET username = $2, outcome = $3, reason = $4, prev_hash = $5, hash = $6 WHERE seq = $1', [
+        forged.seq, forged.username, forged.outcome, forged.reason, prev, hash,
+      ]);
+      prev = hash;
+    }
+    // The rewrite is internally consistent: without checkpoints nothing would show.
+    const unsigned = await verifyChain(copy.db, { trustedKeys: new Map(), batchSize: 7 });
+    assert.equal(unsigned.problem, 'checkpoint_unknown_key');
+    const r = await verify(copy.db);
+    assert.equal(r.valid, false);
+    assert.equal(r.problem, 'checkpoint_mismatch');
+    // Records 11..20 lie between the last matching checkpoint (10) and the first mismatching one (20).
+    assert.equal(r.first_invalid_seq, 11);
+    assert.match(r.detail!, /checkpoint at seq 20/);
+  });
+
+  it('when two records are swapped, then the first bad seq is the earlier position', async () => {
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, `UPDATE audit_log SET seq = 1000007 WHERE seq = 7;
+      UPDATE audit_log SET seq = 7 WHERE seq = 8; UPDATE audit_log SET seq = 8 WHERE seq = 1000007`);
+    const r = await verify(copy.db);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [7, 'prev_hash_mismatch']);
+  });
+
+  it('when a forged, correctly hashed record is inserted in the middle, then it is reported at its own seq (fork)', async () => {
+    const copy = await freshCopy();
+    const prev = await hashOf(copy.db, 11);
+    const forged: ChainRecord = {
+      seq: 12, event_id: crypto.randomUUID(), occurred_at: '2026-01-01T00:00:00.000000Z', event_type: 'login.succeeded',
+      outcome: 'success', reason: null, username: 'mallory', user_id: null, ip: '198.51.100.7', user_agent: null,
+      device_id: null, mfa_method: 'none', session_id: null, request_id: null, actor_id: null, details: null,
+    };
+    await asSuperuser(copy.name, `ALTER TABLE audit_log DROP CONSTRAINT audit_log_prev_hash_key;
+      UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 12; UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000`);
+    await asSuperuser(
+      copy.name,
+      `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, username, ip, mfa_method, prev_hash, hash)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [12, forged.event_id, forged.occurred_at, forged.event_type, forged.outcome, forged.username, forged.ip, forged.mfa_method, prev, chainHash(prev, forged)],
+    );
+    const r = await verify(copy.db);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [12, 'fork']);
+  });
+
+  it('when a checkpoint is forged with another key or a bad signature, then it is reported at its seq', async () => {
+    const copy = await freshCopy();
+    const stranger = tempSigningKey();
+    const head = { seq: 5, hash: await hashOf(copy.db, 5) };
+    const foreign = signCheckpoint(stranger, head, '2026-01-01T00:00:00.000000Z');
+    await copy.db.query('INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) VALUES ($1, $2, $3, $4, $5)', [
+      foreign.seq, foreign.hash, foreign.signedAt, foreign.keyId, foreign.signature,
+    ]);
+    const r1 = await verify(copy.db);
+    assert.deepEqual([r1.first_invalid_seq, r1.problem], [5, 'checkpoint_unknown_key']);
+
+    const copy2 = await freshCopy();
+    const genuine = signCheckpoint(key, { seq: 3, hash: await hashOf(copy2.db, 3) }, '2026-01-01T00:00:00.000000Z');
+    await copy2.db.query('INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) VALUES ($1, $2, $3, $4, $5)', [
+      genuine.seq, genuine.hash, '2026-01-01T00:00:00.000001Z', genuine.keyId, genuine.signature,
+    ]);
+    const r2 = await verify(copy2.db);
+    assert.deepEqual([r2.first_invalid_seq, r2.problem], [3, 'checkpoint_signature_invalid']);
+    fs.rmSync(stranger.dir, { recursive: true, force: true });
+  });
+
+  it('when run as `npm run audit:verify`, then the exit status is 0 intact, 1 tampered with the seq printed, 2 unreachable', async () => {
+    const copy = await freshCopy();
+    const env = { DATABASE_URL: copy.url, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile };
+    const intact = await runTs('src/cli/audit-verify.ts', [], env);
+    assert.equal(intact.code, 0, intact.stderr);
+    assert.match(intact.stdout, /intact: 30 records, head seq 30, 3 signed checkpoints/);
+
+    await asSuperuser(copy.name, `UPDATE audit_log SET username = 'someone-else' WHERE seq = 9`);
+    const tampered = await runTs('src/cli/audit-verify.ts', ['--json'], env);
+    assert.equal(tampered.code, 1, tampered.stderr);
+    assert.deepEqual(
+      (({ first_invalid_seq, problem, valid }) => ({ first_invalid_seq, problem, valid }))(JSON.parse(tampered.stdout) as VerifyResult),
+      { first_invalid_seq: 9, problem: 'hash_mismatch', valid: false },
+    );
+
+    const down = await runTs('src/cli/audit-verify.ts', [], {
+      ...env, DATABASE_URL: 'postgres://root@127.0.0.1:1/none', DATABASE_CONNECT_TIMEOUT_MS: '500',
+    });
+    assert.equal(down.code, 2);
+    assert.match(down.stderr, /could not run/);
+  });
+});

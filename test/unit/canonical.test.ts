@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { describe, it } from 'node:test';
+import { GENESIS_HASH, canonicalRecord, chainHash, type ChainRecord } from '../../src/audit/canonical.js';
+import { checkpointMessage } from '../../src/audit/checkpoints.js';
+
+/** The example record of docs/audit-chain.md. */
+const example: ChainRecord = {
+  seq: 1,
+  event_id: '0190f3a4-5b6c-7d8e-9f00-112233445566',
+  occurred_at: '2026-01-02T03:04:05.678901Z',
+  event_type: 'login.succeeded',
+  outcome: 'success',
+  reason: null,
+  username: 'alice',
+  user_id: '6f1c2a9e-0b7d-4c55-9a43-3e2f1d0c9b8a',
+  ip: '192.0.2.1',
+  user_agent: 'curl/8.5.0',
+  device_id: '',
+  mfa_method: 'none',
+  session_id: null,
+  request_id: 'r-1',
+  actor_id: null,
+  details: '{"amr":["pwd"]}',
+};
+
+// Written out byte by byte from the documented layout, independently of the encoder.
+const text = (s: string): string => {
+  const bytes = Buffer.from(s, 'utf8');
+  return bytes.length.toString(16).padStart(8, '0') + bytes.toString('hex');
+};
+const NULL = 'ffffffff';
+const expectedHex = [
+  text('authtrail-audit-v1'), text('1'), text(example.event_id), text(example.occurred_at), text('login.succeeded'),
+  text('success'), NULL, text('alice'), text(example.user_id!), '00000004c0000201', text('curl/8.5.0'), '00000000',
+  text('none'), NULL, text('r-1'), NULL, text('{"amr":["pwd"]}'),
+].join('');
+
+describe('canonical record form', () => {
+  it('when encoded, then the bytes are exactly the documented layout', () => {
+    assert.equal(canonicalRecord(example).toString('hex'), expectedHex);
+  });
+
+  it('when hashed, then hash = SHA-256(32 zero bytes ‖ canonical) and equals the vector published in the docs', () => {
+    const hash = chainHash(GENESIS_HASH, example);
+    const independent = crypto.createHash('sha256').update(Buffer.alloc(32)).update(Buffer.from(expectedHex, 'hex')).digest();
+    assert.ok(hash.equals(independent));
+    const doc = fs.readFileSync(new URL('../../docs/audit-chain.md', import.meta.url), 'utf8');
+    assert.ok(doc.includes(hash.toString('hex')), 'docs/audit-chain.md publishes this hash as its test vector');
+    assert.ok(doc.includes(expectedHex.slice(0, 64)), 'docs/audit-chain.md shows the canonical bytes');
+  });
+
+  it('when a field is NULL rather than empty, then the hash differs', () => {
+    const nullDevice = chainHash(GENESIS_HASH, { ...example, device_id: null });
+    assert.ok(!nullDevice.equals(chainHash(GENESIS_HASH, example)));
+  });
+
+  it('when text moves between adjacent fields, then the hash differs (length prefixes)', () => {
+    const a = chainHash(GENESIS_HASH, { ...example, username: 'ab', user_agent: 'c' });
+    const b = chainHash(GENESIS_HASH, { ...example, username: 'a', user_agent: 'bc' });
+    assert.ok(!a.equals(b));
+  });
+
+  it('when an IPv6 address is written in two notations, then it hashes the same 16 bytes', () => {
+    const long = chainHash(GENESIS_HASH, { ...example, ip: '2001:0db8:0000:0000:0000:0000:0000:0001' });
+    const short = chainHash(GENESIS_HASH, { ...example, ip: '2001:db8::1' });
+    assert.ok(long.equals(short));
+  });
+
+  it('when a checkpoint message is built, then it is the same length-prefixed layout', () => {
+    const hash = Buffer.alloc(32, 0xab);
+    const msg = checkpointMessage(42, hash, '2026-01-02T03:04:05.678901Z');
+    assert.equal(msg.toString('hex'), text('authtrail-checkpoint-v1') + text('42') + '00000020' + hash.toString('hex') + text('2026-01-02T03:04:05.678901Z'));
+  });
+});

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+function problemsOf(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return [...err.problems];
+  }
+  assert.fail('configuration was accepted');
+}
+
+describe('configuration', () => {
+  it('when nothing is set, then it runs embedded with the documented defaults', () => {
+    const config = loadConfig({});
+    assert.equal(config.mode, 'embedded');
+    assert.equal(config.port, 3000);
+    assert.equal(config.database.url, undefined);
+    assert.equal(config.redis.url, undefined);
+    assert.equal(config.audit.batchMax, 256);
+    assert.equal(config.audit.checkpointEveryRecords, 1000);
+    assert.equal(config.audit.generateSigningKey, true);
+    assert.match(config.audit.signingKeyFile, /data\/keys\/audit-ed25519\.pem$/);
+  });
+
+  it('when loaded, then the object and its parts are frozen', () => {
+    const config = loadConfig({});
+    assert.ok(Object.isFrozen(config));
+    assert.ok(Object.isFrozen(config.audit));
+    assert.throws(() => {
+      (config as { port: number }).port = 1;
+    }, TypeError);
+  });
+
+  it('when several variables are invalid, then one error names each of them', () => {
+    const problems = problemsOf({
+      PORT: 'eighty',
+      LOG_LEVEL: 'loud',
+      DATABASE_URL: 'mysql://localhost/x',
+      REDIS_URL: 'http://localhost',
+      AUDIT_BATCH_MAX: '0',
+      MIGRATE_ON_START: 'maybe',
+      AUDIT_CHECKPOINT_EVERY_SECONDS: '-5',
+    });
+    for (const name of ['PORT', 'LOG_LEVEL', 'DATABASE_URL', 'REDIS_URL', 'AUDIT_BATCH_MAX', 'MIGRATE_ON_START', 'AUDIT_CHECKPOINT_EVERY_SECONDS']) {
+      assert.ok(problems.some((p) => p.startsWith(`${name}:`)), `${name} is named in ${problems.join(' | ')}`);
+    }
+    assert.equal(problems.length, 7);
+  });
+
+  it('when each variable alone is invalid, then the error names exactly that variable', () => {
+    const bad: Record<string, string> = {
+      PORT: '70000',
+      HOST: '',
+      DATABASE_POOL_MAX: '0',
+      DATABASE_STATEMENT_TIMEOUT_MS: '5',
+      DATABASE_CONNECT_TIMEOUT_MS: 'x',
+      AUDIT_WRITE_TIMEOUT_MS: '1.5',
+      AUDIT_CHECKPOINT_EVERY_RECORDS: '0',
+      SHUTDOWN_TIMEOUT_MS: 'soon',
+    };
+    for (const [name, value] of Object.entries(bad)) {
+      const problems = problemsOf({ [name]: value });
+      assert.equal(problems.length, 1, `${name}=${value}`);
+      assert.ok(problems[0]!.startsWith(`${name}:`), problems[0]);
+    }
+  });
+
+  it('when DATABASE_URL is set without a signing key, then start-up stops: no generated secrets in production', () => {
+    const problems = problemsOf({ DATABASE_URL: 'postgres://db/authtrail' });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^AUDIT_SIGNING_KEY_FILE:/);
+  });
+
+  it('when production is fully configured, then the values are typed and paths absolute', () => {
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://db/authtrail',
+      REDIS_URL: 'redis://cache:6379',
+      AUDIT_SIGNING_KEY_FILE: 'secrets/audit.pem',
+      AUDIT_TRUSTED_KEY_FILES: 'old1.pem, old2.pem',
+      PORT: '8080',
+      MIGRATE_ON_START: 'false',
+    });
+    assert.equal(config.mode, 'production');
+    assert.equal(config.port, 8080);
+    assert.equal(config.database.migrateOnStart, false);
+    assert.equal(config.audit.generateSigningKey, false);
+    assert.ok(config.audit.signingKeyFile.startsWith('/'));
+    assert.equal(config.audit.trustedKeyFiles.length, 2);
+  });
+
+  it('when the error message is printed, then it carries no variable value (which may be a secret)', () => {
+    try {
+      loadConfig({ DATABASE_URL: 'mysql://admin:hunter2@db/x' });
+      assert.fail('accepted');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.doesNotMatch(err.message, /hunter2/);
+    }
+  });
+});
