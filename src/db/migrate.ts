@@ -9,6 +9,8 @@ import { MIGRATIONS_LOCK } from './advisory-locks.js';
 export interface Migration {
   readonly version: number;
   readonly name: string;
+  /** The file name without `.sql`, e.g. `001_users`. */
+  readonly id: string;
   readonly sql: string;
   readonly checksum: string;
 }
@@ -27,6 +29,7 @@ export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
       return {
         version: Number(match[1]),
         name: match[2]!,
+        id: file.slice(0, -'.sql'.length),
         sql,
         checksum: crypto.createHash('sha256').update(sql).digest('hex'),
       };
@@ -58,7 +61,7 @@ function pendingMigrations(migrations: readonly Migration[], applied: Map<number
   for (const m of migrations) {
     const checksum = applied?.get(m.version);
     if (checksum !== undefined && checksum !== m.checksum) {
-      throw new Error(`migration ${m.version}_${m.name} was changed after it was applied; add a new migration instead`);
+      throw new Error(`migration ${m.id} was changed after it was applied; add a new migration instead`);
     }
   }
   return migrations.filter((m) => !applied?.has(m.version));
@@ -90,6 +93,6 @@ export async function migrate(db: Database, migrations: readonly Migration[] = l
         m.checksum,
       ]);
     }
-    return pending.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`);
+    return pending.map((m) => m.id);
   });
 }

@@ -49,7 +49,7 @@ describe('audit chain writer on PostgreSQL', () => {
     const committed = await writer.recordEvent(sampleEvent(7, { username: 'durable@example.com' }));
     const { rows } = await other.query<{ username: string; hash: Buffer }>('SELECT username, hash FROM audit_log WHERE seq = $1', [committed.seq]);
     assert.equal(rows[0]?.username, 'durable@example.com');
-    assert.ok(rows[0]!.hash.equals(committed.hash));
+    assert.ok(rows[0].hash.equals(committed.hash));
     await writer.close();
   });
 

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { MIGRATIONS_DIR, loadMigrations, migrate } from '../../src/db/migrate.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { runTs } from '../helpers/processes.js';
+
+describe('migrations', () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await createTestDatabase({ migrate: false });
+  });
+  after(async () => {
+    await t.drop();
+  });
+
+  it('when two instances start together on an empty database, then each migration is applied exactly once', async () => {
+    const runs = await Promise.all([1, 2, 3].map(() => runTs('src/cli/migrate.ts', [], { DATABASE_URL: t.url, AUDIT_SIGNING_KEY_FILE: '/unused' })));
+    for (const run of runs) assert.equal(run.code, 0, run.stderr);
+    const { rows } = await t.db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+    assert.deepEqual(rows.map((r) => r.version), loadMigrations().map((m) => m.version));
+    const applying = runs.filter((r) => r.stdout.startsWith('applied:'));
+    assert.equal(applying.length, 1, runs.map((r) => r.stdout).join(' | '));
+  });
+
+  it('when run again, then nothing is applied', async () => {
+    assert.deepEqual(await migrate(t.db), []);
+  });
+
+  it('when an applied migration file was edited, then start-up refuses with its name', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-mig-'));
+    for (const f of fs.readdirSync(MIGRATIONS_DIR)) fs.copyFileSync(path.join(MIGRATIONS_DIR, f), path.join(dir, f));
+    fs.appendFileSync(path.join(dir, '001_users.sql'), '\n-- edited\n');
+    await assert.rejects(migrate(t.db, loadMigrations(dir)), /001_users was changed after it was applied/);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('when a migration fails, then none of the pending ones is left half-applied', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-mig-'));
+    for (const f of fs.readdirSync(MIGRATIONS_DIR)) fs.copyFileSync(path.join(MIGRATIONS_DIR, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, '900_ok.sql'), 'CREATE TABLE should_not_exist (x int);');
+    fs.writeFileSync(path.join(dir, '901_broken.sql'), 'CREATE TABLE broken (;');
+    await assert.rejects(migrate(t.db, loadMigrations(dir)), /syntax error/);
+    const { rows } = await t.db.query<{ t: string | null }>(`SELECT to_regclass('should_not_exist')::text AS t`);
+    assert.equal(rows[0]!.t, null);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
