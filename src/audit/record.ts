@@ -1,3 +1,4 @@
+import net from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { ChainRecord } from './canonical.js';
 
@@ -72,7 +73,7 @@ function uuidOrNull(value: string | null | undefined, field: string): string | n
 export function normalizeIp(ip: string | null | undefined): string | null {
   if (ip === null || ip === undefined || ip === '') return null;
   const bare = ip.replace(/%.*$/, ''); // zone ids are local to the host and not storable
-  if (!ipaddr.isValid(bare)) throw new TypeError('audit event ip must be an IP address');
+  if (net.isIP(bare) === 0) throw new TypeError('audit event ip must be an IP address');
   const addr = ipaddr.parse(bare);
   if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
     return (addr as ipaddr.IPv6).toIPv4Address().toString();

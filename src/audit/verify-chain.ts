@@ -56,14 +56,21 @@ const SELECT_ROWS = `
          prev_hash, hash
     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
 
-/** Streams `audit_log` in `seq` order, a batch at a time. */
-async function* streamRows(db: Pick<Queryable, 'query'>, afterSeq: number, batchSize: number): AsyncGenerator<StoredRow> {
-  let after = afterSeq;
+/** Streams `audit_log` in `seq` order a page at a time; the next page is fetched while this one is checked. */
+async function* streamPages(db: Pick<Queryable, 'query'>, afterSeq: number, pageSize: number): AsyncGenerator<StoredRow[]> {
+  const fetch = (after: number) => db.query<StoredRow>(SELECT_ROWS, [after, pageSize]);
+  let pending = fetch(afterSeq);
   for (;;) {
-    const { rows } = await db.query<StoredRow>(SELECT_ROWS, [after, batchSize]);
-    yield* rows;
-    if (rows.length < batchSize) return;
-    after = rows[rows.length - 1]!.seq;
+    const { rows } = await pending;
+    const full = rows.length === pageSize;
+    if (full) pending = fetch(rows[rows.length - 1]!.seq);
+    try {
+      yield rows;
+    } finally {
+      // A consumer that stops early must not leave the prefetch rejecting unobserved.
+      if (full) pending.catch(() => {});
+    }
+    if (!full) return;
   }
 }
 
@@ -101,12 +108,58 @@ function trustCheckpoints(all: readonly Checkpoint[], trustedKeys: ReadonlyMap<s
   return { trusted, findings };
 }
 
+/** Where the walk along the chain stands. */
+interface Walk {
+  expected: number;
+  prevHash: Buffer;
+  prevPrevHash: Buffer | undefined;
+  lastGoodCheckpoint: number;
+  checked: number;
+  checkpointsChecked: number;
+}
+
+/** Checks one row against its predecessor and any signed checkpoint; advances the walk when it is sound. */
+function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffer>): Finding | undefined {
+  const storedPrev = asBuffer(row.prev_hash);
+  const storedHash = asBuffer(row.hash);
+  if (row.seq !== walk.expected) {
+    return { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found ${row.seq}` };
+  }
+  if (!storedPrev.equals(walk.prevHash)) {
+    // Two records naming the same predecessor: something was inserted after seq - 1.
+    return walk.prevPrevHash?.equals(storedPrev)
+      ? { seq: row.seq - 1, problem: 'fork', detail: `records ${row.seq - 1} and ${row.seq} both follow record ${row.seq - 2}` }
+      : { seq: row.seq, problem: 'prev_hash_mismatch', detail: `prev_hash of ${row.seq} is not the hash of ${row.seq - 1}` };
+  }
+  if (!chainHash(walk.prevHash, row).equals(storedHash)) {
+    return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} does not hash to its stored hash` };
+  }
+  const signed = trusted.get(row.seq);
+  if (signed) {
+    walk.checkpointsChecked += 1;
+    if (!signed.equals(storedHash)) {
+      // Everything up to here links correctly, so records after the last good checkpoint were rewritten and re-hashed.
+      const from = walk.lastGoodCheckpoint + 1;
+      return {
+        seq: from,
+        problem: 'checkpoint_mismatch',
+        detail: `the signed checkpoint at seq ${row.seq} does not match the chain; records ${from}..${row.seq} were rewritten`,
+      };
+    }
+    walk.lastGoodCheckpoint = row.seq;
+  }
+  walk.checked += 1;
+  walk.expected = row.seq + 1;
+  walk.prevPrevHash = storedPrev;
+  walk.prevHash = storedHash;
+  return undefined;
+}
+
 /**
  * Verifies the whole chain: dense `seq`, every `prev_hash` link, every hash, and every signed
  * checkpoint (from the table and the export file). Reports the first bad `seq` and its problem.
  */
 export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyOptions): Promise<VerifyResult> {
-  const batchSize = options.batchSize ?? 5000;
   const checkpoints = [
     ...(await readCheckpointTable(db)),
     ...(options.checkpointFile ? await readCheckpointFile(options.checkpointFile) : []),
@@ -114,64 +167,34 @@ export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyO
   const { trusted, findings } = trustCheckpoints(checkpoints, options.trustedKeys);
 
   const start = options.startAfter ?? { seq: 0, hash: GENESIS_HASH };
-  let expected = start.seq + 1;
-  let prevHash = start.hash;
-  let prevPrevHash: Buffer | undefined;
-  let lastGoodCheckpoint = start.seq;
-  let checked = 0;
-  let checkpointsChecked = 0;
-  let stopped = false;
-
-  for await (const row of streamRows(db, start.seq, batchSize)) {
-    const storedPrev = asBuffer(row.prev_hash);
-    const storedHash = asBuffer(row.hash);
-    let finding: Finding | undefined;
-    if (row.seq !== expected) {
-      finding = { seq: expected, problem: 'seq_gap', detail: `expected seq ${expected}, found ${row.seq}` };
-    } else if (!storedPrev.equals(prevHash)) {
-      // Two records naming the same predecessor: something was inserted after seq - 1.
-      finding = prevPrevHash?.equals(storedPrev)
-        ? { seq: row.seq - 1, problem: 'fork', detail: `records ${row.seq - 1} and ${row.seq} both follow record ${row.seq - 2}` }
-        : { seq: row.seq, problem: 'prev_hash_mismatch', detail: `prev_hash of ${row.seq} is not the hash of ${row.seq - 1}` };
-    } else if (!chainHash(prevHash, row).equals(storedHash)) {
-      finding = { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} does not hash to its stored hash` };
-    } else {
-      const signed = trusted.get(row.seq);
-      if (signed) {
-        checkpointsChecked += 1;
-        if (!signed.equals(storedHash)) {
-          // Everything up to here links correctly, so the records were rewritten and re-hashed after the last good checkpoint.
-          finding = {
-            seq: lastGoodCheckpoint + 1,
-            problem: 'checkpoint_mismatch',
-            detail: `the signed checkpoint at seq ${row.seq} does not match the chain; records ${lastGoodCheckpoint + 1}..${row.seq} were rewritten`,
-          };
-        } else {
-          lastGoodCheckpoint = row.seq;
-        }
-      }
+  const walk: Walk = {
+    expected: start.seq + 1,
+    prevHash: start.hash,
+    prevPrevHash: undefined,
+    lastGoodCheckpoint: start.seq,
+    checked: 0,
+    checkpointsChecked: 0,
+  };
+  let broken: Finding | undefined;
+  pages: for await (const page of streamPages(db, start.seq, options.batchSize ?? 5000)) {
+    for (const row of page) {
+      broken = checkRow(walk, row, trusted);
+      if (broken) break pages;
     }
-    if (finding) {
-      findings.push(finding);
-      stopped = true;
-      break;
-    }
-    checked += 1;
-    expected = row.seq + 1;
-    prevPrevHash = storedPrev;
-    prevHash = storedHash;
   }
 
-  const headSeq = stopped ? await readHeadSeq(db) : expected - 1;
-  if (findings.length === 0) {
-    const beyond = [...trusted.keys()].filter((seq) => seq > headSeq).sort((a, b) => a - b)[0];
-    if (beyond !== undefined) {
+  const headSeq = broken ? await readHeadSeq(db) : walk.expected - 1;
+  if (broken) {
+    findings.push(broken);
+  } else {
+    const beyond = Math.min(...[...trusted.keys()].filter((seq) => seq > headSeq));
+    if (Number.isFinite(beyond)) {
       findings.push({ seq: headSeq + 1, problem: 'truncated', detail: `a signed checkpoint covers seq ${beyond} but the chain ends at ${headSeq}` });
     }
   }
 
   const first = findings.sort((a, b) => a.seq - b.seq)[0];
-  const result: VerifyResult = { valid: !first, checked, head_seq: headSeq, checkpoints_checked: checkpointsChecked };
+  const result: VerifyResult = { valid: !first, checked: walk.checked, head_seq: headSeq, checkpoints_checked: walk.checkpointsChecked };
   if (first) Object.assign(result, { first_invalid_seq: first.seq, problem: first.problem, detail: first.detail });
   return result;
 }

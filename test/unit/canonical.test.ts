@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
-import { GENESIS_HASH, canonicalRecord, chainHash, type ChainRecord } from '../../src/audit/canonical.js';
+import ipaddr from 'ipaddr.js';
+import { GENESIS_HASH, canonicalRecord, chainHash, ipBytes, type ChainRecord } from '../../src/audit/canonical.js';
 import { checkpointMessage } from '../../src/audit/checkpoints.js';
 
 /** The example record of docs/audit-chain.md. */
@@ -72,5 +73,28 @@ describe('canonical record form', () => {
     const hash = Buffer.alloc(32, 0xab);
     const msg = checkpointMessage(42, hash, '2026-01-02T03:04:05.678901Z');
     assert.equal(msg.toString('hex'), text('authtrail-checkpoint-v1') + text('42') + '00000020' + hash.toString('hex') + text('2026-01-02T03:04:05.678901Z'));
+  });
+});
+
+describe('address bytes', () => {
+  it('when an address is in any valid notation, then its bytes equal those ipaddr.js parses', () => {
+    const samples = [
+      '2001:db8::1', '::', '::1', 'fe80::', '1::', '2001:db8:0:0:1:0:0:1', '2001:DB8:85a3:8d3:1319:8a2e:370:7348',
+      '::ffff:1.2.3.4', '64:ff9b::192.0.2.33', '0.0.0.0', '255.255.255.255', '10.0.0.1',
+    ];
+    for (let i = 0; i < 500; i++) {
+      const groups = Array.from({ length: 8 }, () => (Math.random() < 0.3 ? '0' : Math.floor(Math.random() * 65536).toString(16)));
+      samples.push(ipaddr.IPv6.parse(groups.join(':')).toString(), groups.join(':'));
+      samples.push(Array.from({ length: 4 }, () => Math.floor(Math.random() * 256)).join('.'));
+    }
+    for (const ip of samples) {
+      assert.equal(ipBytes(ip).toString('hex'), Buffer.from(ipaddr.parse(ip).toByteArray()).toString('hex'), ip);
+    }
+  });
+
+  it('when the text is not an address, then it is refused rather than hashed as something else', () => {
+    for (const bad of ['1:2:3:4:5:6:7:8:9', '1::2::3', '12345::', ':::', '2001:db8::1:2:3:4:5:6', '256.1.1.1', '1.2.3']) {
+      assert.throws(() => ipBytes(bad), Error, bad);
+    }
   });
 });

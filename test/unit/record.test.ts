@@ -23,6 +23,7 @@ describe('audit record normalization', () => {
     assert.equal(normalizeIp('fe80::1%eth0'), 'fe80::1');
     assert.equal(normalizeIp('2001:0DB8::0001'), '2001:db8::1');
     assert.throws(() => normalizeIp('not-an-ip'), TypeError);
+    assert.throws(() => normalizeIp('1.2.3'), TypeError, 'legacy short IPv4 forms are not addresses');
   });
 
   it('when an id is not a UUID or the event type is malformed, then it is refused as a programming error', () => {
