@@ -9,3 +9,6 @@ GRANT SELECT ON schema_migrations TO authtrail_app;
 -- and the triggers of migration 003 refuse them even to the owner.
 GRANT SELECT, INSERT ON audit_log, audit_checkpoints TO authtrail_app;
 GRANT SELECT, INSERT, UPDATE ON users TO authtrail_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_families, refresh_tokens TO authtrail_app;
+-- DELETE on users only removes an account whose creation could not be recorded in the audit trail.
+GRANT DELETE ON users TO authtrail_app;

@@ -1,31 +1,29 @@
 import express, { type Express } from 'express';
-import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
-import type { ChainWriter } from './audit/chain-writer.js';
-import type { Config } from './config.js';
-import type { Database } from './db/database.js';
+import { adminUserRoutes } from './http/admin-user-routes.js';
 import { notFound, problemHandler } from './http/error-handler.js';
-import { requestId, requestLogger } from './http/request-context.js';
 import { healthRoutes } from './http/health-routes.js';
+import { jwksRoutes } from './http/jwks-routes.js';
+import { loginRoutes } from './http/login-routes.js';
+import { requestId, requestLogger } from './http/request-context.js';
+import { tokenRoutes } from './http/token-routes.js';
+import type { Services } from './services.js';
 
-/** What the HTTP layer needs; `main.ts` and tests build it. */
-export interface AppDeps {
-  config: Config;
-  logger: Logger;
-  db: Database;
-  writer: ChainWriter;
-  /** Absent in embedded mode. */
-  redis?: Redis | undefined;
-}
+/** What the HTTP layer needs; `runtime.ts` and tests build it. */
+export type AppDeps = Services;
 
 /** Builds the gateway's Express app; it never listens (main.ts and tests do). */
-export function createApp(deps: AppDeps): Express {
+export function createApp(services: Services): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.set('trust proxy', services.config.trustProxy);
   app.use(requestId());
-  app.use(requestLogger(deps.logger));
-  app.use(healthRoutes(deps));
+  app.use(requestLogger(services.logger));
+  app.use(healthRoutes(services));
+  app.use(jwksRoutes(services.keys));
+  app.use(loginRoutes(services));
+  app.use(tokenRoutes(services));
+  app.use(adminUserRoutes(services));
   app.use(notFound);
   app.use(problemHandler);
   return app;

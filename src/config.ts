@@ -45,6 +45,33 @@ const envSchema = z.object({
   AUDIT_SIGNING_KEY_FILE: optionalText,
   AUDIT_TRUSTED_KEY_FILES: optionalText,
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .refine((v) => /^(true|false|\d{1,2}|[\w.:/,\s-]+)$/.test(v), { message: 'must be false, true, a hop count, or a comma-separated list of addresses, CIDR blocks or loopback/linklocal/uniquelocal' }),
+  BCRYPT_COST: int(4, 15).default(12),
+  PASSWORD_MIN_LENGTH: int(1, 128).default(12),
+  LOCKOUT_MAX_FAILURES: int(1, 1000).default(5),
+  LOCKOUT_WINDOW_SECONDS: int(1, 86_400 * 7).default(900),
+  LOCKOUT_DURATION_SECONDS: int(1, 86_400 * 7).default(900),
+  LOCKOUT_MAX_DURATION_SECONDS: int(1, 86_400 * 30).default(86_400),
+  LOCKOUT_ESCALATION_WINDOW_SECONDS: int(1, 86_400 * 30).default(86_400),
+  IP_MAX_FAILURES: int(1, 1_000_000).default(100),
+  IP_WINDOW_SECONDS: int(1, 86_400 * 7).default(86_400),
+  IP_BLOCK_SECONDS: int(1, 86_400 * 7).default(3600),
+  JWT_ISSUER: z.string().min(1).default('authtrail'),
+  JWT_AUDIENCE: z.string().min(1).default('authtrail-api'),
+  JWT_ALGORITHM: z.enum(['ES256', 'RS256']).default('ES256'),
+  JWT_KEY_FILES: optionalText,
+  JWT_ACTIVE_KEY_FILE: optionalText,
+  ACCESS_TOKEN_TTL_SECONDS: int(30, 86_400).default(600),
+  REFRESH_TOKEN_IDLE_TTL_SECONDS: int(60, 86_400 * 365).default(86_400 * 7),
+  REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS: int(60, 86_400 * 365).default(86_400 * 30),
+  REFRESH_REUSE_GRACE_SECONDS: int(0, 300).default(0),
+  REFRESH_COOKIE_ORIGINS: optionalText,
+  ADMIN_REQUIRE_MFA: bool.default(true),
+  BOOTSTRAP_ADMIN_USERNAME: optionalText,
+  BOOTSTRAP_ADMIN_PASSWORD: z.string().optional(),
 });
 
 export type GatewayMode = 'embedded' | 'production';
@@ -80,7 +107,54 @@ export interface Config {
     readonly generateSigningKey: boolean;
     readonly trustedKeyFiles: readonly string[];
   };
+  /** Express `trust proxy`: which hops may set X-Forwarded-For. */
+  readonly trustProxy: boolean | number | string;
+  readonly passwords: {
+    readonly bcryptCost: number;
+    readonly minLength: number;
+  };
+  readonly lockout: {
+    readonly maxFailures: number;
+    readonly windowSeconds: number;
+    readonly durationSeconds: number;
+    readonly maxDurationSeconds: number;
+    readonly escalationWindowSeconds: number;
+    readonly ipMaxFailures: number;
+    readonly ipWindowSeconds: number;
+    readonly ipBlockSeconds: number;
+  };
+  readonly tokens: {
+    readonly issuer: string;
+    readonly audience: string;
+    /** Algorithm of a key generated in embedded mode; loaded keys carry their own. */
+    readonly algorithm: 'ES256' | 'RS256';
+    readonly keyFiles: readonly string[];
+    readonly activeKeyFile: string | undefined;
+    /** Only in embedded mode may a signing key be generated under `dataDir/keys`. */
+    readonly generateKey: boolean;
+    readonly accessTtlSeconds: number;
+    readonly refreshIdleTtlSeconds: number;
+    readonly refreshAbsoluteTtlSeconds: number;
+    readonly refreshReuseGraceSeconds: number;
+    /** Origins allowed to receive and send the refresh token as a `__Host-` cookie. */
+    readonly refreshCookieOrigins: readonly string[];
+  };
+  readonly adminRequireMfa: boolean;
+  readonly bootstrapAdmin: { readonly username: string; readonly password: string } | undefined;
 }
+
+function parseTrustProxy(value: string): boolean | number | string {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
+const list = (value: string | undefined): string[] =>
+  (value ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {
@@ -104,6 +178,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   if (mode === 'production' && !e.AUDIT_SIGNING_KEY_FILE) {
     problems.push('AUDIT_SIGNING_KEY_FILE: required when DATABASE_URL is set (no generated secrets outside embedded mode)');
+  }
+  if (mode === 'production' && !e.JWT_KEY_FILES) {
+    problems.push('JWT_KEY_FILES: required when DATABASE_URL is set (no generated secrets outside embedded mode)');
+  }
+  if (e.JWT_ACTIVE_KEY_FILE && !list(e.JWT_KEY_FILES).includes(e.JWT_ACTIVE_KEY_FILE)) {
+    problems.push('JWT_ACTIVE_KEY_FILE: must be one of the files in JWT_KEY_FILES');
+  }
+  if (e.REFRESH_TOKEN_IDLE_TTL_SECONDS > e.REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS) {
+    problems.push('REFRESH_TOKEN_IDLE_TTL_SECONDS: must not exceed REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS');
+  }
+  if (e.LOCKOUT_DURATION_SECONDS > e.LOCKOUT_MAX_DURATION_SECONDS) {
+    problems.push('LOCKOUT_DURATION_SECONDS: must not exceed LOCKOUT_MAX_DURATION_SECONDS');
+  }
+  if (Boolean(e.BOOTSTRAP_ADMIN_USERNAME) !== Boolean(e.BOOTSTRAP_ADMIN_PASSWORD)) {
+    problems.push('BOOTSTRAP_ADMIN_PASSWORD: BOOTSTRAP_ADMIN_USERNAME and BOOTSTRAP_ADMIN_PASSWORD go together');
+  }
+  for (const origin of list(e.REFRESH_COOKIE_ORIGINS)) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`REFRESH_COOKIE_ORIGINS: ${JSON.stringify(origin)} is not an origin like https://app.example.com`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -130,11 +222,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       checkpointFile: path.resolve(e.AUDIT_CHECKPOINT_FILE ?? path.join(dataDir, 'audit-checkpoints.jsonl')),
       signingKeyFile: path.resolve(e.AUDIT_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'audit-ed25519.pem')),
       generateSigningKey: mode === 'embedded' && !e.AUDIT_SIGNING_KEY_FILE,
-      trustedKeyFiles: (e.AUDIT_TRUSTED_KEY_FILES ?? '')
-        .split(',')
-        .map((p) => p.trim())
-        .filter(Boolean)
-        .map((p) => path.resolve(p)),
+      trustedKeyFiles: list(e.AUDIT_TRUSTED_KEY_FILES).map((p) => path.resolve(p)),
     },
+    trustProxy: parseTrustProxy(e.TRUST_PROXY.trim()),
+    passwords: { bcryptCost: e.BCRYPT_COST, minLength: e.PASSWORD_MIN_LENGTH },
+    lockout: {
+      maxFailures: e.LOCKOUT_MAX_FAILURES,
+      windowSeconds: e.LOCKOUT_WINDOW_SECONDS,
+      durationSeconds: e.LOCKOUT_DURATION_SECONDS,
+      maxDurationSeconds: e.LOCKOUT_MAX_DURATION_SECONDS,
+      escalationWindowSeconds: e.LOCKOUT_ESCALATION_WINDOW_SECONDS,
+      ipMaxFailures: e.IP_MAX_FAILURES,
+      ipWindowSeconds: e.IP_WINDOW_SECONDS,
+      ipBlockSeconds: e.IP_BLOCK_SECONDS,
+    },
+    tokens: {
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      algorithm: e.JWT_ALGORITHM,
+      keyFiles: list(e.JWT_KEY_FILES).map((p) => path.resolve(p)),
+      activeKeyFile: e.JWT_ACTIVE_KEY_FILE ? path.resolve(e.JWT_ACTIVE_KEY_FILE) : undefined,
+      generateKey: mode === 'embedded' && !e.JWT_KEY_FILES,
+      accessTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
+      refreshIdleTtlSeconds: e.REFRESH_TOKEN_IDLE_TTL_SECONDS,
+      refreshAbsoluteTtlSeconds: e.REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS,
+      refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
+      refreshCookieOrigins: list(e.REFRESH_COOKIE_ORIGINS),
+    },
+    adminRequireMfa: e.ADMIN_REQUIRE_MFA,
+    bootstrapAdmin:
+      e.BOOTSTRAP_ADMIN_USERNAME && e.BOOTSTRAP_ADMIN_PASSWORD
+        ? { username: e.BOOTSTRAP_ADMIN_USERNAME, password: e.BOOTSTRAP_ADMIN_PASSWORD }
+        : undefined,
   });
 }

@@ -1,19 +1,21 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { createChainWriter, type ChainWriter } from './audit/chain-writer.js';
+import { createChainWriter } from './audit/chain-writer.js';
 import { createCheckpointer, loadSigningKey, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
 import type { Config } from './config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
+import { createLockoutService } from './lockout/lockout-service.js';
+import type { Services } from './services.js';
+import { loadKeyStore } from './tokens/keys.js';
+import { createRefreshTokenStore } from './tokens/refresh-tokens.js';
+import { createUser } from './users/create-user.js';
+import { createPasswordHasher } from './users/passwords.js';
+import { createUserQueries } from './users/user-queries.js';
 
 /** Everything a running gateway holds open, and how to close it in order. */
-export interface Runtime {
-  config: Config;
-  logger: Logger;
-  db: Database;
-  redis: Redis | undefined;
-  writer: ChainWriter;
+export interface Runtime extends Services {
   checkpointer: Checkpointer;
   signingKey: SigningKey;
   /** Flushes the audit writer, writes a last checkpoint, closes Redis and the database. */
@@ -21,13 +23,13 @@ export interface Runtime {
 }
 
 /** Opens PostgreSQL from `DATABASE_URL`, or embedded PGlite under `DATA_DIR/pgdata`. */
-export function openDatabase(config: Config, applicationName = 'authtrail'): Promise<Database> {
+export function openDatabase(config: Config, applicationName = 'authtrail', poolMax = config.database.poolMax): Promise<Database> {
   const { database } = config;
   if (database.url) {
     return Promise.resolve(
       createPostgresDatabase({
         url: database.url,
-        poolMax: database.poolMax,
+        poolMax,
         statementTimeoutMs: database.statementTimeoutMs,
         connectTimeoutMs: database.connectTimeoutMs,
         applicationName,
@@ -37,11 +39,13 @@ export function openDatabase(config: Config, applicationName = 'authtrail'): Pro
   return createEmbeddedDatabase(path.join(config.dataDir, 'pgdata'));
 }
 
-function openRedis(url: string, logger: Logger): Redis {
+/** Redis for the lockout counters: commands fail at once while disconnected, so the in-process limiter takes over without waiting. */
+async function openRedis(url: string, logger: Logger): Promise<Redis> {
   const redis = new Redis(url, {
     connectTimeout: 2000,
     commandTimeout: 1000,
     maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
   });
   let up = false;
@@ -52,23 +56,82 @@ function openRedis(url: string, logger: Logger): Redis {
   redis.on('error', (err) => {
     if (!up) return;
     up = false;
-    logger.warn({ err: { message: err.message } }, 'redis unreachable');
+    logger.warn({ err: { message: err.message } }, 'redis unreachable: lockout counters fall back to this instance');
+  });
+  // Start even when Redis is down (degraded, per instance), but give it a moment to connect.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 3000);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
   return redis;
 }
 
-/** Opens the database (migrating it when configured), Redis, the audit writer and the checkpointer. */
+/** Builds the services routes use, from open connections. */
+export function createServices(
+  config: Config,
+  logger: Logger,
+  parts: { db: Database; writer: Services['writer']; redis: Redis | undefined },
+): Services {
+  const { db, writer, redis } = parts;
+  return {
+    config,
+    logger,
+    db,
+    writer,
+    redis,
+    lockout: createLockoutService({
+      config: config.lockout,
+      redis,
+      onDegraded: (err) => logger.warn({ err: { message: err.message } }, 'lockout store degraded: using this instance\'s counters'),
+    }),
+    passwords: createPasswordHasher(config.passwords.bcryptCost),
+    users: createUserQueries(db),
+    keys: loadKeyStore(config),
+    refreshTokens: createRefreshTokenStore(db, {
+      idleTtlSeconds: config.tokens.refreshIdleTtlSeconds,
+      absoluteTtlSeconds: config.tokens.refreshAbsoluteTtlSeconds,
+      reuseGraceSeconds: config.tokens.refreshReuseGraceSeconds,
+    }),
+  };
+}
+
+/** Creates the bootstrap admin (SPEC §2) when the users table is empty. */
+export async function bootstrapAdmin(services: Services): Promise<void> {
+  const admin = services.config.bootstrapAdmin;
+  if (!admin || (await services.users.count()) > 0) return;
+  const result = await createUser(
+    {
+      users: services.users,
+      passwords: services.passwords,
+      writer: services.writer,
+      minPasswordLength: services.config.passwords.minLength,
+    },
+    { username: admin.username, password: admin.password, roles: ['admin', 'security'] },
+    { reason: 'bootstrap', details: { bootstrap: true } },
+  );
+  if (result.ok) services.logger.info({ username: result.user.username }, 'bootstrap admin created');
+  else if (result.problem !== 'username_taken') throw new Error(`BOOTSTRAP_ADMIN_PASSWORD / _USERNAME: ${result.detail}`);
+}
+
+/** Opens the database (migrating it when configured), Redis, the audit writer, the checkpointer and the services. */
 export async function openRuntime(config: Config, logger: Logger): Promise<Runtime> {
   const db = await openDatabase(config);
+  // The audit writer gets its own two connections, so requests holding the pool never starve it.
+  const auditDb = config.database.url ? await openDatabase(config, 'authtrail-audit', 2) : db;
+  const closers: Array<() => Promise<unknown>> = [() => db.close()];
+  if (auditDb !== db) closers.unshift(() => auditDb.close());
   try {
     if (config.database.migrateOnStart || config.mode === 'embedded') {
       const applied = await migrate(db);
       if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     }
     const signingKey = loadSigningKey(config.audit.signingKeyFile, { generate: config.audit.generateSigningKey });
-    const writer = createChainWriter(db, { batchMax: config.audit.batchMax, writeTimeoutMs: config.audit.writeTimeoutMs });
+    const writer = createChainWriter(auditDb, { batchMax: config.audit.batchMax, writeTimeoutMs: config.audit.writeTimeoutMs });
     const checkpointer = createCheckpointer({
-      db,
+      db: auditDb,
       writer,
       key: signingKey,
       file: config.audit.checkpointFile,
@@ -76,25 +139,24 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
       everySeconds: config.audit.checkpointEverySeconds,
       logger,
     });
-    const redis = config.redis.url ? openRedis(config.redis.url, logger) : undefined;
+    const redis = config.redis.url ? await openRedis(config.redis.url, logger) : undefined;
+    if (redis) closers.unshift(() => redis.quit().catch(() => redis.disconnect()));
+
+    const services = createServices(config, logger, { db, writer, redis });
+    await bootstrapAdmin(services);
 
     return {
-      config,
-      logger,
-      db,
-      redis,
-      writer,
+      ...services,
       checkpointer,
       signingKey,
       async close() {
         await writer.close();
         await checkpointer.close().catch((err: unknown) => logger.error({ err }, 'final audit checkpoint failed'));
-        if (redis) await redis.quit().catch(() => redis.disconnect());
-        await db.close();
+        for (const close of closers) await close();
       },
     };
   } catch (err) {
-    await db.close().catch(() => {});
+    for (const close of closers) await close().catch(() => {});
     throw err;
   }
 }

@@ -36,7 +36,10 @@ function toHttpError(err: unknown): HttpError {
   return new HttpError(500, 'internal_error', 'Internal error', { cause: err });
 }
 
-/** The one place that turns errors into RFC 9457 responses. */
+/**
+ * The one place that turns errors into RFC 9457 responses. The request id travels in the
+ * `X-Request-Id` header, not the body, so equal refusals have byte-identical bodies.
+ */
 export const problemHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const problem = toHttpError(err);
   if (problem.status >= 500) req.log.error({ err: problem.cause ?? err }, problem.title);
@@ -51,7 +54,6 @@ export const problemHandler: ErrorRequestHandler = (err, req, res, _next) => {
     code: problem.code,
     ...(problem.expose && problem.detail ? { detail: problem.detail } : {}),
     ...(problem.expose ? problem.extensions : {}),
-    request_id: req.id,
   });
 };
 

@@ -7,7 +7,16 @@ export type ProblemCode =
   | 'unsupported_media_type'
   | 'audit_unavailable'
   | 'service_unavailable'
-  | 'internal_error';
+  | 'internal_error'
+  | 'invalid_credentials'
+  | 'mfa_required'
+  | 'invalid_mfa'
+  | 'account_locked'
+  | 'too_many_attempts'
+  | 'invalid_refresh_token'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'username_taken';
 
 export interface HttpErrorOptions {
   detail?: string;

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import type { AppDeps } from '../app.js';
+import type { Services } from '../services.js';
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -21,7 +21,7 @@ async function withTimeout(check: () => Promise<unknown>): Promise<CheckResult> 
 }
 
 /** `GET /healthz`: the process answers. `GET /readyz`: it can serve logins (database, Redis, audit writer). */
-export function healthRoutes(deps: Pick<AppDeps, 'db' | 'redis' | 'writer'>): Router {
+export function healthRoutes(deps: Pick<Services, 'db' | 'redis' | 'writer'>): Router {
   const router = Router();
 
   router.get('/healthz', (_req, res) => {

@@ -17,3 +17,19 @@ export function jsonBody(): RequestHandler[] {
   };
   return [requireJson, parseJson];
 }
+
+const hasBody = (req: Parameters<RequestHandler>[0]): boolean =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+/** Like {@link jsonBody}, but a request without a body is fine (the refresh cookie carries the token). */
+export function optionalJsonBody(): RequestHandler {
+  const [requireJson, parse] = jsonBody() as [RequestHandler, RequestHandler];
+  return (req, res, next) => {
+    if (!hasBody(req)) {
+      req.body = {};
+      next();
+      return;
+    }
+    void requireJson(req, res, (err?: unknown) => (err ? next(err) : void parse(req, res, next)));
+  };
+}

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import express from 'express';
@@ -11,6 +14,7 @@ import { notFound, problemHandler } from '../../src/http/error-handler.js';
 import { jsonBody } from '../../src/http/json-body.js';
 import { requestId, requestLogger } from '../../src/http/request-context.js';
 import { createLogger } from '../../src/logger.js';
+import { createServices } from '../../src/runtime.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -43,6 +47,7 @@ function jsonEchoApp(logger = createLogger('silent')) {
 describe('HTTP shell', () => {
   let t: TestDatabase;
   let redis: Redis;
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-http-'));
   before(async () => {
     t = await createTestDatabase();
     redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
@@ -51,14 +56,15 @@ describe('HTTP shell', () => {
   after(async () => {
     redis.disconnect();
     await t.drop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   const deps = (overrides: Partial<Parameters<typeof createApp>[0]> = {}) => ({
-    config: loadConfig({}),
-    logger: createLogger('silent'),
-    db: t.db,
-    writer: createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 1000 }),
-    redis,
+    ...createServices(loadConfig({ DATA_DIR: dataDir, BCRYPT_COST: '4' }), createLogger('silent'), {
+      db: t.db,
+      writer: createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 1000 }),
+      redis,
+    }),
     ...overrides,
   });
 
@@ -87,7 +93,7 @@ describe('HTTP shell', () => {
     assert.equal(res.headers['x-request-id'], 'abc-123');
     assert.deepEqual(res.body, {
       type: 'urn:authtrail:problem:not_found', title: 'No such resource', status: 404, code: 'not_found',
-      detail: 'GET /nope is not a route of this gateway', request_id: 'abc-123',
+      detail: 'GET /nope is not a route of this gateway',
     });
   });
 

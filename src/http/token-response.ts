@@ -1,0 +1,58 @@
+import type { Request, Response } from 'express';
+import * as cookie from 'cookie';
+import type { Config } from '../config.js';
+
+/** Refresh cookie: `__Host-` prefix, so it is Secure, host-only and Path=/. */
+export const REFRESH_COOKIE = '__Host-authtrail_refresh';
+
+/** The browser's Origin when it is allowed to use the refresh cookie. */
+export function cookieOrigin(req: Request, config: Config): string | undefined {
+  const origin = req.get('origin');
+  return origin && config.tokens.refreshCookieOrigins.includes(origin) ? origin : undefined;
+}
+
+/**
+ * The refresh token a request presents: from the body, or from the cookie, which counts only with
+ * an allowed `Origin` (SameSite=Strict is the first defence against cross-site use, this the second).
+ */
+export function presentedRefreshToken(req: Request, config: Config): string | undefined {
+  const body = req.body as { refresh_token?: unknown } | undefined;
+  if (body && typeof body.refresh_token === 'string') return body.refresh_token;
+  if (!cookieOrigin(req, config)) return undefined;
+  return cookie.parse(req.get('cookie') ?? '')[REFRESH_COOKIE];
+}
+
+export interface TokenPair {
+  accessToken: string;
+  expiresIn: number;
+  refreshToken: string;
+  refreshExpiresIn: number;
+}
+
+/**
+ * SPEC §3 tokens response. For an allowed browser Origin the refresh token goes into an
+ * HttpOnly cookie instead of the body, so page scripts never see it.
+ */
+export function sendTokens(req: Request, res: Response, config: Config, tokens: TokenPair): void {
+  const viaCookie = cookieOrigin(req, config) !== undefined;
+  if (viaCookie) {
+    res.cookie(REFRESH_COOKIE, tokens.refreshToken, {
+      httpOnly: true,
+      secure: true,
+      sameSite: 'strict',
+      path: '/',
+      maxAge: tokens.refreshExpiresIn * 1000,
+    });
+  }
+  res.set('Cache-Control', 'no-store').json({
+    access_token: tokens.accessToken,
+    token_type: 'Bearer',
+    expires_in: tokens.expiresIn,
+    ...(viaCookie ? {} : { refresh_token: tokens.refreshToken }),
+    refresh_expires_in: tokens.refreshExpiresIn,
+  });
+}
+
+export function clearRefreshCookie(req: Request, res: Response, config: Config): void {
+  if (cookieOrigin(req, config)) res.clearCookie(REFRESH_COOKIE, { httpOnly: true, secure: true, sameSite: 'strict', path: '/' });
+}

@@ -1,0 +1,25 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ChainWriter } from './audit/chain-writer.js';
+import type { Config } from './config.js';
+import type { Database } from './db/database.js';
+import type { LockoutService } from './lockout/lockout-service.js';
+import type { KeyStore } from './tokens/keys.js';
+import type { RefreshTokenStore } from './tokens/refresh-tokens.js';
+import type { PasswordHasher } from './users/passwords.js';
+import type { UserQueries } from './users/user-queries.js';
+
+/** Everything routes work with; built once by runtime.ts (or a test) and passed to createApp. */
+export interface Services {
+  config: Config;
+  logger: Logger;
+  db: Database;
+  writer: ChainWriter;
+  /** Absent in embedded mode. */
+  redis?: Redis | undefined;
+  lockout: LockoutService;
+  passwords: PasswordHasher;
+  users: UserQueries;
+  keys: KeyStore;
+  refreshTokens: RefreshTokenStore;
+}

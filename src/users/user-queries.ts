@@ -1,0 +1,52 @@
+import type { Queryable } from '../db/database.js';
+
+export type Role = 'user' | 'security' | 'admin';
+export const ROLES: readonly Role[] = ['user', 'security', 'admin'];
+
+export interface UserRow {
+  id: string;
+  username: string;
+  username_normalized: string;
+  password_hash: string;
+  roles: Role[];
+  status: 'active' | 'disabled';
+  mfa_enabled: boolean;
+}
+
+const COLUMNS = 'id, username, username_normalized, password_hash, roles, status, mfa_enabled';
+
+/** Parameterized queries on `users`, returning plain rows. */
+export function createUserQueries(db: Pick<Queryable, 'query'>) {
+  return {
+    async findByNormalizedUsername(normalized: string): Promise<UserRow | undefined> {
+      const { rows } = await db.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE username_normalized = $1`, [normalized]);
+      return rows[0];
+    },
+    async findById(id: string): Promise<UserRow | undefined> {
+      const { rows } = await db.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]);
+      return rows[0];
+    },
+    /** Inserts a user; resolves undefined when the normalized username is taken. */
+    async insert(user: { username: string; normalized: string; passwordHash: string; roles: readonly Role[] }): Promise<UserRow | undefined> {
+      const { rows } = await db.query<UserRow>(
+        `INSERT INTO users (username, username_normalized, password_hash, roles) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (username_normalized) DO NOTHING RETURNING ${COLUMNS}`,
+        [user.username, user.normalized, user.passwordHash, user.roles],
+      );
+      return rows[0];
+    },
+    async updatePasswordHash(id: string, passwordHash: string): Promise<void> {
+      await db.query('UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1', [id, passwordHash]);
+    },
+    /** Only for a user whose creation could not be recorded; nothing refers to it yet. */
+    async deleteUnrecorded(id: string): Promise<void> {
+      await db.query('DELETE FROM users WHERE id = $1', [id]);
+    },
+    async count(): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
+      return rows[0]?.n ?? 0;
+    },
+  };
+}
+
+export type UserQueries = ReturnType<typeof createUserQueries>;
