@@ -37,6 +37,7 @@ const envSchema = z.object({
   DATABASE_CONNECT_TIMEOUT_MS: int(100, 600_000).default(3000),
   MIGRATE_ON_START: bool.default(true),
   REDIS_URL: redisUrl,
+  REDIS_KEY_PREFIX: z.string().regex(/^[\w:.-]{1,64}$/, { message: 'must be 1 to 64 letters, digits, or _ : . -' }).default('authtrail'),
   AUDIT_BATCH_MAX: int(1, 10_000).default(256),
   AUDIT_WRITE_TIMEOUT_MS: int(100, 600_000).default(5000),
   AUDIT_CHECKPOINT_EVERY_RECORDS: int(1, 10_000_000).default(1000),
@@ -95,6 +96,8 @@ export interface Config {
   readonly redis: {
     /** Absent: the in-process lockout store. */
     readonly url: string | undefined;
+    /** Prefix of every key the gateway writes, so several deployments can share one Redis. */
+    readonly keyPrefix: string;
   };
   readonly audit: {
     readonly batchMax: number;
@@ -213,7 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       connectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
       migrateOnStart: e.MIGRATE_ON_START,
     },
-    redis: { url: e.REDIS_URL },
+    redis: { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX },
     audit: {
       batchMax: e.AUDIT_BATCH_MAX,
       writeTimeoutMs: e.AUDIT_WRITE_TIMEOUT_MS,

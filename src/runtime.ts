@@ -84,6 +84,7 @@ export function createServices(
     redis,
     lockout: createLockoutService({
       config: config.lockout,
+      keyPrefix: config.redis.keyPrefix,
       redis,
       onDegraded: (err) => logger.warn({ err: { message: err.message } }, 'lockout store degraded: using this instance\'s counters'),
     }),

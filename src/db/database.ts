@@ -29,6 +29,28 @@ export interface PostgresOptions {
   applicationName?: string;
 }
 
+/** The database could not be reached or stopped answering; callers answer 503, never a guess. */
+export class DatabaseUnavailableError extends Error {
+  readonly code = 'ERR_DATABASE_UNAVAILABLE';
+  constructor(options: { cause: unknown }) {
+    super('the database is unavailable', options);
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
+/**
+ * Errors the server reported about a statement (constraint, syntax…) pass through; everything
+ * else (refused, reset, timed out, server shutting down: SQLSTATE classes 08, 57P, 53) means
+ * the database is unavailable.
+ */
+function classify(err: unknown): unknown {
+  if (err instanceof pg.DatabaseError) {
+    const code = err.code ?? '';
+    return code.startsWith('08') || code.startsWith('57P') || code.startsWith('53') ? new DatabaseUnavailableError({ cause: err }) : err;
+  }
+  return err instanceof Error && !(err instanceof TypeError) ? new DatabaseUnavailableError({ cause: err }) : err;
+}
+
 const INT8_OID = 20;
 
 function parseInt8(value: string): number {
@@ -57,11 +79,19 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
 
   const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
     async query<R>(text: string, params?: readonly unknown[]) {
-      const result = await client.query(text, params as unknown[] | undefined);
-      return { rows: result.rows as R[] };
+      try {
+        const result = await client.query(text, params as unknown[] | undefined);
+        return { rows: result.rows as R[] };
+      } catch (err) {
+        throw classify(err);
+      }
     },
     async exec(script: string) {
-      await client.query(script);
+      try {
+        await client.query(script);
+      } catch (err) {
+        throw classify(err);
+      }
     },
   });
 
@@ -69,15 +99,18 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
     kind: 'postgres',
     ...wrap(pool),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((err: unknown) => {
+        throw classify(err);
+      });
       // A checked-out client that loses its server emits 'error'; the failing query reports it.
       const onError = (): void => {};
       client.on('error', onError);
       let broken: Error | undefined;
+      const tx = wrap(client);
       try {
-        await client.query('BEGIN');
-        const result = await fn(wrap(client));
-        await client.query('COMMIT');
+        await tx.query('BEGIN');
+        const result = await fn(tx);
+        await tx.query('COMMIT');
         return result;
       } catch (err) {
         if (err instanceof pg.DatabaseError) {

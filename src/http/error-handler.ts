@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AuditUnavailableError } from '../audit/chain-writer.js';
+import { DatabaseUnavailableError } from '../db/database.js';
 import { HttpError } from './errors.js';
 
 /** Errors raised by express.json (body-parser) carry a `type`. */
@@ -25,6 +26,12 @@ function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (err instanceof AuditUnavailableError) {
     return new HttpError(503, 'audit_unavailable', 'The audit trail is unavailable', {
+      headers: { 'Retry-After': '5' },
+      cause: err,
+    });
+  }
+  if (err instanceof DatabaseUnavailableError) {
+    return new HttpError(503, 'service_unavailable', 'The service is temporarily unavailable', {
       headers: { 'Retry-After': '5' },
       cause: err,
     });

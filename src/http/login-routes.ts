@@ -104,7 +104,10 @@ export function loginRoutes(services: Services): Router {
 
   const checkPassword: RequestHandler = async (req, res, next) => {
     const attempt = attemptOf(res);
-    const user = await users.findByNormalizedUsername(attempt.account);
+    const user = await users.findByNormalizedUsername(attempt.account).catch(async (err: unknown) => {
+      await lockout.releaseSlot(attempt.account).catch(() => {});
+      throw err;
+    });
     attempt.user = user;
     let reason: string | undefined;
     if (!user) {

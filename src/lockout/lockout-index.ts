@@ -19,14 +19,14 @@ export interface LockoutIndex {
   get(account: string): Promise<LockoutInfo | undefined>;
 }
 
-const INDEX_KEY = 'authtrail:lockouts';
-const infoKey = (account: string): string => `authtrail:lockout:${account}`;
 
 /**
  * Redis: a sorted set of accounts scored by `locked_until` (ms), and one JSON string per lock
  * expiring with it. The set's own TTL is refreshed to the longest lock on every add.
  */
-export function createRedisLockoutIndex(redis: Redis, maxDurationSeconds: number): LockoutIndex {
+export function createRedisLockoutIndex(redis: Redis, keyPrefix: string, maxDurationSeconds: number): LockoutIndex {
+  const INDEX_KEY = `${keyPrefix}:lockouts`;
+  const infoKey = (account: string): string => `${keyPrefix}:lockout:${account}`;
   return {
     async add(info) {
       const until = Date.parse(info.locked_until);

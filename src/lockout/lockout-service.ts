@@ -44,6 +44,8 @@ export interface LockoutService {
   takeAttemptSlot(account: string): Promise<SlotGranted | Refused>;
   recordFailure(account: string, slot: number, ip: string | null): Promise<FailureOutcome>;
   recordSuccess(account: string): Promise<{ degraded: boolean }>;
+  /** Gives back a slot whose attempt ended without a password verdict (database down), so outages lock nobody. */
+  releaseSlot(account: string): Promise<void>;
   list(): Promise<LockoutInfo[]>;
   get(account: string): Promise<LockoutInfo | undefined>;
   /** Unlocks: clears the failure count and the lock; true when there was something to clear. */
@@ -76,17 +78,19 @@ const seconds = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
 
 export interface LockoutServiceOptions {
   config: Config['lockout'];
+  /** Prefix of every Redis key. */
+  keyPrefix: string;
   /** Absent: the in-process store only (embedded mode). */
   redis?: Redis | undefined;
   onDegraded?: (err: Error) => void;
 }
 
 export function createLockoutService(options: LockoutServiceOptions): LockoutService {
-  const { config, redis } = options;
+  const { config, redis, keyPrefix } = options;
   const definitions = {
-    attempts: { keyPrefix: 'authtrail:attempts', points: config.maxFailures, duration: config.windowSeconds },
-    locks: { keyPrefix: 'authtrail:locks', points: 1_000_000, duration: config.escalationWindowSeconds },
-    ip: { keyPrefix: 'authtrail:ip', points: config.ipMaxFailures, duration: config.ipWindowSeconds, blockDuration: config.ipBlockSeconds },
+    attempts: { keyPrefix: `${keyPrefix}:attempts`, points: config.maxFailures, duration: config.windowSeconds },
+    locks: { keyPrefix: `${keyPrefix}:locks`, points: 1_000_000, duration: config.escalationWindowSeconds },
+    ip: { keyPrefix: `${keyPrefix}:ip`, points: config.ipMaxFailures, duration: config.ipWindowSeconds },
   } satisfies Record<string, Partial<IRateLimiterStoreOptions>>;
 
   type Limiters = Record<keyof typeof definitions, RateLimiterAbstract>;
@@ -103,7 +107,7 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
       }
     : undefined;
   const memoryIndex = createMemoryLockoutIndex();
-  const sharedIndex = redis ? createRedisLockoutIndex(redis, config.maxDurationSeconds) : undefined;
+  const sharedIndex = redis ? createRedisLockoutIndex(redis, keyPrefix, config.maxDurationSeconds) : undefined;
   let degraded = false;
 
   /** Runs against the shared store; on a store error, against this instance's memory instead. */
@@ -136,7 +140,7 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
       if (ip === null) return { allowed: true, degraded: false };
       const key = ipLimitKey(ip);
       const { value, degraded: d } = await resilient((l) => l.ip.get(key));
-      if (value && value.consumedPoints > config.ipMaxFailures) {
+      if (value && value.consumedPoints >= config.ipMaxFailures) {
         return { allowed: false, reason: 'too_many_attempts', retryAfterSeconds: seconds(value.msBeforeNext), degraded: d };
       }
       return { allowed: true, degraded: d };
@@ -150,7 +154,11 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
 
     async recordFailure(account, slot, ip) {
       const { value, degraded: d } = await resilient(async (l, index) => {
-        if (ip !== null) await consume(l.ip, ipLimitKey(ip));
+        if (ip !== null) {
+          const key = ipLimitKey(ip);
+          const counted = await consume(l.ip, key);
+          if (counted.res.consumedPoints === config.ipMaxFailures) await l.ip.block(key, config.ipBlockSeconds);
+        }
         // The failure that used the last slot starts the lock; the slots already make further attempts wait.
         if (slot < config.maxFailures) return undefined;
         const lockCount = (await consume(l.locks, account)).res.consumedPoints;
@@ -176,6 +184,10 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
         await index.remove(account);
       });
       return { degraded: d };
+    },
+
+    async releaseSlot(account) {
+      await resilient((l) => l.attempts.reward(account, 1));
     },
 
     async list() {

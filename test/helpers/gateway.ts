@@ -13,7 +13,8 @@ export interface RunningGateway {
 
 /** Starts `src/main.ts` as a real process on a free port and waits until it listens. */
 export async function startGateway(env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<RunningGateway> {
-  const child = spawnTs('src/main.ts', [], { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env });
+  // The 'listening' log line is how the port is learned, so the level is at least info.
+  const child = spawnTs('src/main.ts', [], { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' });
   const lines: string[] = [];
   let stderr = '';
   let buffered = '';
