@@ -167,8 +167,12 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Reads and validates the environment once; throws {@link ConfigError} naming each bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/**
+ * Reads and validates the environment once; throws {@link ConfigError} naming each bad variable.
+ * Tools that sign nothing (`migrate`, `audit:verify`) pass `requireSigningKeys: false`.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requireSigningKeys?: boolean } = {}): Config {
+  const requireSigningKeys = options.requireSigningKeys ?? true;
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
@@ -179,10 +183,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const dataDir = path.resolve(e.DATA_DIR);
 
   const problems: string[] = [];
-  if (mode === 'production' && !e.AUDIT_SIGNING_KEY_FILE) {
+  if (mode === 'production' && requireSigningKeys && !e.AUDIT_SIGNING_KEY_FILE) {
     problems.push('AUDIT_SIGNING_KEY_FILE: required when DATABASE_URL is set (no generated secrets outside embedded mode)');
   }
-  if (mode === 'production' && !e.JWT_KEY_FILES) {
+  if (mode === 'production' && requireSigningKeys && !e.JWT_KEY_FILES) {
     problems.push('JWT_KEY_FILES: required when DATABASE_URL is set (no generated secrets outside embedded mode)');
   }
   if (e.JWT_ACTIVE_KEY_FILE && !list(e.JWT_KEY_FILES).includes(e.JWT_ACTIVE_KEY_FILE)) {

@@ -64,7 +64,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
+/** An error and its causes on one line: "the database is unavailable: connect ECONNREFUSED …". */
+function describeError(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; e instanceof Error && parts.length < 4; e = e.cause) parts.push(e.message);
+  return parts.join(': ') || String(err);
+}
+
 main().catch((err: unknown) => {
-  process.stderr.write(`authtrail failed to start: ${(err as Error).message}\n`);
+  process.stderr.write(`authtrail failed to start: ${describeError(err)}\n`);
   process.exit(1);
 });

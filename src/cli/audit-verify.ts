@@ -24,7 +24,7 @@ async function run(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const config = loadConfig();
+  const config = loadConfig(process.env, { requireSigningKeys: false });
   // Trust the configured signing key's public half, plus any retired or external keys named.
   const keyFiles = [
     ...(fs.existsSync(config.audit.signingKeyFile) ? [config.audit.signingKeyFile] : []),

@@ -4,7 +4,7 @@ import { openDatabase } from '../runtime.js';
 
 /** `npm run migrate`: applies pending migrations to DATABASE_URL (or the embedded database). */
 async function run(): Promise<number> {
-  const config = loadConfig();
+  const config = loadConfig(process.env, { requireSigningKeys: false });
   const db = await openDatabase(config, 'authtrail-migrate');
   try {
     const applied = await migrate(db);

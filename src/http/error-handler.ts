@@ -22,7 +22,8 @@ function fromBodyParser(err: { type?: unknown; status?: unknown }): HttpError | 
   }
 }
 
-function toHttpError(err: unknown): HttpError {
+/** What any thrown value becomes for the client: the stable `code` used in responses and audit reasons. */
+export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (err instanceof AuditUnavailableError) {
     return new HttpError(503, 'audit_unavailable', 'The audit trail is unavailable', {

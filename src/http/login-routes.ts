@@ -8,6 +8,7 @@ import type { UserRow } from '../users/user-queries.js';
 import { normalizeUsername, usernameProblem } from '../users/usernames.js';
 import { recordForRequest, wasAudited } from './audit-request.js';
 import { clientInfo } from './client-info.js';
+import { toHttpError } from './error-handler.js';
 import { HttpError, invalidRequest } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { sendTokens } from './token-response.js';
@@ -179,8 +180,7 @@ export function loginRoutes(services: Services): Router {
       next(err);
       return;
     }
-    const code = err instanceof HttpError ? err.code : ((err as { type?: string }).type ?? 'internal_error');
-    recordFailure(req, res, code === 'entity.parse.failed' ? 'invalid_request' : code).then(
+    recordFailure(req, res, toHttpError(err).code).then(
       () => next(err),
       (auditErr: unknown) => next(auditErr),
     );

@@ -24,7 +24,7 @@ export interface SharedSetup {
 }
 
 /** A database, key files and the environment a production-mode gateway needs. */
-export async function sharedSetup(t: TestDatabase, env: Record<string, string> = {}): Promise<SharedSetup> {
+export function sharedSetup(t: TestDatabase, env: Record<string, string> = {}): SharedSetup {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-gw-'));
   const jwtKey = path.join(dir, 'jwt-es256.pem');
   generateTokenKeyFile(jwtKey, 'ES256');
@@ -64,7 +64,7 @@ export const uniqueName = (prefix: string): string => `${prefix}-${crypto.random
 /** The real app in this process over real PostgreSQL and Redis (or `redis: false`: the in-process store). */
 export async function createTestGateway(options: { env?: Record<string, string>; redis?: boolean; t?: TestDatabase } = {}): Promise<TestGateway> {
   const t = options.t ?? (await createTestDatabase());
-  const setup = await sharedSetup(t, options.env);
+  const setup = sharedSetup(t, options.env);
   const env = { ...setup.env };
   if (options.redis === false) delete (env as Partial<typeof env>).REDIS_URL;
   const config = loadConfig(env);

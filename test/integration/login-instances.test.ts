@@ -23,7 +23,7 @@ describe('two gateway processes sharing PostgreSQL and Redis', () => {
   before(async () => {
     t = await createTestDatabase();
     admin = await createTestGateway({ t });
-    setup = await sharedSetup(t);
+    setup = sharedSetup(t);
     gateways = await Promise.all([startGateway(setup.env), startGateway(setup.env)]);
   });
   after(async () => {

@@ -31,11 +31,11 @@ describe('POST /login on PostgreSQL and Redis', () => {
     assert.equal(record?.user_id, id);
     assert.equal(record?.ip, '127.0.0.1');
     assert.equal(record?.outcome, 'success');
-    assert.match(record!.session_id!, /^[0-9a-f-]{36}$/);
+    assert.match(record.session_id!, /^[0-9a-f-]{36}$/);
     assert.deepEqual(record?.details, { amr: ['pwd'] });
     const { rows } = await gw.t.db.query<{ device_id: string; user_agent: string; mfa_method: string }>(
       'SELECT device_id, user_agent, mfa_method FROM audit_log WHERE seq = $1',
-      [record!.seq],
+      [record.seq],
     );
     assert.deepEqual(rows[0], { device_id: 'device-42', user_agent: 'test-agent/1', mfa_method: 'none' });
   });
@@ -54,7 +54,7 @@ describe('POST /login on PostgreSQL and Redis', () => {
     ]);
     const texts = bodies.map((b) => b.text);
     assert.equal(new Set(texts).size, 1, texts.join('\n'));
-    assert.equal(bodies[0]!.body.code, 'invalid_credentials');
+    assert.equal(bodies[0].body.code, 'invalid_credentials');
     assert.equal((await auditRows(gw.t, { username: known, eventType: 'login.failed' }))[0]?.reason, 'wrong_password');
     assert.equal((await auditRows(gw.t, { username: disabled, eventType: 'login.failed' }))[0]?.reason, 'user_disabled');
   });

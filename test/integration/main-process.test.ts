@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createChainWriter } from '../../src/audit/chain-writer.js';
+import { generateTokenKeyFile } from '../../src/tokens/keys.js';
 import { verifyChain } from '../../src/audit/verify-chain.js';
 import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
@@ -30,8 +31,11 @@ describe('the gateway process (src/main.ts)', () => {
     for (let i = 0; i < 5; i++) await writer.recordEvent(sampleEvent(i));
     await writer.close();
     const checkpointFile = path.join(key.dir, 'main.jsonl');
+    const jwtKey = path.join(key.dir, 'jwt.pem');
+    generateTokenKeyFile(jwtKey, 'ES256');
     const gw = await startGateway({
       DATABASE_URL: t.url, REDIS_URL, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile, AUDIT_CHECKPOINT_EVERY_SECONDS: '3600',
+      JWT_KEY_FILES: jwtKey,
     });
     const ready = await fetch(`${gw.url}/readyz`);
     assert.equal(ready.status, 200);
@@ -44,20 +48,36 @@ describe('the gateway process (src/main.ts)', () => {
     assert.ok(gw.lines.some((l) => l.includes('"msg":"stopped"')));
   });
 
-  it('when started with no DATABASE_URL, then it runs embedded under DATA_DIR, warns it is single-instance, and a second instance is refused', async () => {
+  it('when started with no DATABASE_URL, then it runs embedded: bootstrap admin, logins, lockout, a verifiable chain that survives a restart', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-main-'));
-    const gw = await startGateway({ DATA_DIR: dataDir });
+    const env = { DATA_DIR: dataDir, BOOTSTRAP_ADMIN_USERNAME: 'root@example.com', BOOTSTRAP_ADMIN_PASSWORD: 'embedded admin password', BCRYPT_COST: '4' };
+    const gw = await startGateway(env);
+    const post = (url: string, body: unknown) =>
+      fetch(`${url}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     try {
-      assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
       const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { checks: Record<string, string> };
       assert.deepEqual(ready.checks, { database: 'ok', redis: 'embedded', audit_writer: 'ok' });
       assert.ok(gw.lines.some((l) => l.includes('embedded mode') && l.includes('one instance only')));
-      assert.ok(fs.existsSync(path.join(dataDir, 'keys', 'audit-ed25519.pem')), 'the checkpoint key was generated');
+      for (const key of ['audit-ed25519.pem', 'jwt-es256.pem']) assert.ok(fs.existsSync(path.join(dataDir, 'keys', key)), `${key} generated`);
+      assert.equal((await post(gw.url, { username: 'root@example.com', password: 'embedded admin password' })).status, 200);
+      const statuses = [];
+      for (let i = 0; i < 6; i++) statuses.push((await post(gw.url, { username: 'mallory', password: 'guess guess guess' })).status);
+      assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);
       await assert.rejects(startGateway({ DATA_DIR: dataDir }), /in use by process/);
     } finally {
       assert.equal(await gw.stop(), 0, gw.stderr());
-      fs.rmSync(dataDir, { recursive: true, force: true });
     }
+    // Restarted on the same directory: the same admin logs in and the chain, with its checkpoints, verifies.
+    const again = await startGateway(env);
+    try {
+      assert.equal((await post(again.url, { username: 'root@example.com', password: 'embedded admin password' })).status, 200);
+    } finally {
+      assert.equal(await again.stop(), 0);
+    }
+    const verify = await runTs('src/cli/audit-verify.ts', [], { DATA_DIR: dataDir });
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    assert.match(verify.stdout, /intact: 10 records/);
+    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('when the configuration is invalid, then start-up stops with one message naming each bad variable', async () => {
@@ -69,7 +89,7 @@ describe('the gateway process (src/main.ts)', () => {
 
   it('when the database is unreachable at start, then it exits non-zero with the reason', async () => {
     const run = await runTs('src/main.ts', [], {
-      DATABASE_URL: 'postgres://root@127.0.0.1:1/none', AUDIT_SIGNING_KEY_FILE: key.file, DATABASE_CONNECT_TIMEOUT_MS: '500',
+      DATABASE_URL: 'postgres://root@127.0.0.1:1/none', AUDIT_SIGNING_KEY_FILE: key.file, JWT_KEY_FILES: key.file, DATABASE_CONNECT_TIMEOUT_MS: '500',
     });
     assert.equal(run.code, 1);
     assert.match(run.stderr, /failed to start: .*ECONNREFUSED/);

@@ -17,7 +17,7 @@ describe('migrations', () => {
   });
 
   it('when two instances start together on an empty database, then each migration is applied exactly once', async () => {
-    const runs = await Promise.all([1, 2, 3].map(() => runTs('src/cli/migrate.ts', [], { DATABASE_URL: t.url, AUDIT_SIGNING_KEY_FILE: '/unused' })));
+    const runs = await Promise.all([1, 2, 3].map(() => runTs('src/cli/migrate.ts', [], { DATABASE_URL: t.url })));
     for (const run of runs) assert.equal(run.code, 0, run.stderr);
     const { rows } = await t.db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
     assert.deepEqual(rows.map((r) => r.version), loadMigrations().map((m) => m.version));

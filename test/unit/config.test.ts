@@ -68,10 +68,27 @@ describe('configuration', () => {
     }
   });
 
-  it('when DATABASE_URL is set without a signing key, then start-up stops: no generated secrets in production', () => {
+  it('when DATABASE_URL is set without signing keys, then start-up stops: no generated secrets in production', () => {
     const problems = problemsOf({ DATABASE_URL: 'postgres://db/authtrail' });
-    assert.equal(problems.length, 1);
+    assert.equal(problems.length, 2);
     assert.match(problems[0]!, /^AUDIT_SIGNING_KEY_FILE:/);
+    assert.match(problems[1]!, /^JWT_KEY_FILES:/);
+  });
+
+  it('when settings contradict each other, then each contradiction is named', () => {
+    const problems = problemsOf({
+      REFRESH_TOKEN_IDLE_TTL_SECONDS: '7200',
+      REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS: '3600',
+      LOCKOUT_DURATION_SECONDS: '600',
+      LOCKOUT_MAX_DURATION_SECONDS: '60',
+      BOOTSTRAP_ADMIN_USERNAME: 'root',
+      REFRESH_COOKIE_ORIGINS: 'https://ok.example.com, not-an-origin',
+      JWT_KEY_FILES: 'a.pem',
+      JWT_ACTIVE_KEY_FILE: 'b.pem',
+    });
+    for (const name of ['REFRESH_TOKEN_IDLE_TTL_SECONDS', 'LOCKOUT_DURATION_SECONDS', 'BOOTSTRAP_ADMIN_PASSWORD', 'REFRESH_COOKIE_ORIGINS', 'JWT_ACTIVE_KEY_FILE']) {
+      assert.ok(problems.some((p) => p.startsWith(`${name}:`)), `${name} in ${problems.join(' | ')}`);
+    }
   });
 
   it('when production is fully configured, then the values are typed and paths absolute', () => {
@@ -79,6 +96,8 @@ describe('configuration', () => {
       DATABASE_URL: 'postgres://db/authtrail',
       REDIS_URL: 'redis://cache:6379',
       AUDIT_SIGNING_KEY_FILE: 'secrets/audit.pem',
+      JWT_KEY_FILES: 'secrets/jwt-2026-10.pem,secrets/jwt-2026-11.pem',
+      JWT_ACTIVE_KEY_FILE: 'secrets/jwt-2026-11.pem',
       AUDIT_TRUSTED_KEY_FILES: 'old1.pem, old2.pem',
       PORT: '8080',
       MIGRATE_ON_START: 'false',
@@ -89,6 +108,9 @@ describe('configuration', () => {
     assert.equal(config.audit.generateSigningKey, false);
     assert.ok(config.audit.signingKeyFile.startsWith('/'));
     assert.equal(config.audit.trustedKeyFiles.length, 2);
+    assert.equal(config.tokens.keyFiles.length, 2);
+    assert.match(config.tokens.activeKeyFile!, /jwt-2026-11\.pem$/);
+    assert.equal(config.tokens.generateKey, false);
   });
 
   it('when the error message is printed, then it carries no variable value (which may be a secret)', () => {
