@@ -60,5 +60,5 @@ export async function benchDatabase(): Promise<BenchDatabase> {
 }
 
 export function fmt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
+  return n < 100 ? n.toFixed(1) : Math.round(n).toLocaleString('en-US');
 }

@@ -75,6 +75,9 @@ const envSchema = z.object({
   BOOTSTRAP_ADMIN_PASSWORD: z.string().optional(),
 });
 
+/** Every environment variable the gateway reads. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 export type GatewayMode = 'embedded' | 'production';
 
 /** The validated, frozen configuration every part of the gateway receives. */

@@ -29,11 +29,10 @@ export async function startGateway(env: NodeJS.ProcessEnv, timeoutMs = 30_000): 
       buffered = parts.pop() ?? '';
       for (const line of parts) {
         lines.push(line);
-        const entry = JSON.parse(line) as { msg?: string; port?: number };
-        if (entry.msg === 'listening' && entry.port) {
-          clearTimeout(timer);
-          resolve(entry.port);
-        }
+        if (!line.includes('"msg":"listening"')) continue;
+        const entry = JSON.parse(line) as { port?: number };
+        clearTimeout(timer);
+        resolve(entry.port!);
       }
     });
   });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import fs from 'node:fs';
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../../src/config.js';
 
 function problemsOf(env: NodeJS.ProcessEnv): string[] {
   try {
@@ -121,5 +122,11 @@ describe('configuration', () => {
       assert.ok(err instanceof ConfigError);
       assert.doesNotMatch(err.message, /hunter2/);
     }
+  });
+
+  it('when .env.example is read, then it documents exactly the variables the gateway reads', () => {
+    const text = fs.readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+    const documented = [...text.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+    assert.deepEqual([...documented].sort(), [...CONFIG_VARIABLES].sort());
   });
 });
