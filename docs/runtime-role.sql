@@ -12,3 +12,4 @@ GRANT SELECT, INSERT, UPDATE ON users TO authtrail_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_families, refresh_tokens TO authtrail_app;
 -- DELETE on users only removes an account whose creation could not be recorded in the audit trail.
 GRANT DELETE ON users TO authtrail_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON recovery_codes, mfa_challenges TO authtrail_app;

@@ -1,4 +1,5 @@
 import express, { type Express } from 'express';
+import { accountRoutes } from './http/account-routes.js';
 import { adminUserRoutes } from './http/admin-user-routes.js';
 import { notFound, problemHandler } from './http/error-handler.js';
 import { healthRoutes } from './http/health-routes.js';
@@ -23,6 +24,7 @@ export function createApp(services: Services): Express {
   app.use(jwksRoutes(services.keys));
   app.use(loginRoutes(services));
   app.use(tokenRoutes(services));
+  app.use(accountRoutes(services));
   app.use(adminUserRoutes(services));
   app.use(notFound);
   app.use(problemHandler);

@@ -71,6 +71,9 @@ const envSchema = z.object({
   REFRESH_REUSE_GRACE_SECONDS: int(0, 300).default(0),
   REFRESH_COOKIE_ORIGINS: optionalText,
   ADMIN_REQUIRE_MFA: bool.default(true),
+  MFA_ENCRYPTION_KEY_FILE: optionalText,
+  MFA_ISSUER: z.string().min(1).max(64).default('authtrail'),
+  MFA_TOKEN_TTL_SECONDS: int(30, 1800).default(300),
   BOOTSTRAP_ADMIN_USERNAME: optionalText,
   BOOTSTRAP_ADMIN_PASSWORD: z.string().optional(),
 });
@@ -146,6 +149,16 @@ export interface Config {
     readonly refreshCookieOrigins: readonly string[];
   };
   readonly adminRequireMfa: boolean;
+  readonly mfa: {
+    /** 32-byte AES-256-GCM key (base64 in the file) sealing TOTP secrets at rest. */
+    readonly encryptionKeyFile: string;
+    /** Only in embedded mode may the key be generated under `dataDir/keys`. */
+    readonly generateKey: boolean;
+    /** Issuer shown by authenticator apps. */
+    readonly issuer: string;
+    /** Lifetime of the `mfa_token` of a two-step login. */
+    readonly tokenTtlSeconds: number;
+  };
   readonly bootstrapAdmin: { readonly username: string; readonly password: string } | undefined;
 }
 
@@ -191,6 +204,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
   }
   if (mode === 'production' && requireSigningKeys && !e.JWT_KEY_FILES) {
     problems.push('JWT_KEY_FILES: required when DATABASE_URL is set (no generated secrets outside embedded mode)');
+  }
+  if (mode === 'production' && requireSigningKeys && !e.MFA_ENCRYPTION_KEY_FILE) {
+    problems.push('MFA_ENCRYPTION_KEY_FILE: required when DATABASE_URL is set (no generated secrets outside embedded mode)');
   }
   if (e.JWT_ACTIVE_KEY_FILE && !list(e.JWT_KEY_FILES).includes(e.JWT_ACTIVE_KEY_FILE)) {
     problems.push('JWT_ACTIVE_KEY_FILE: must be one of the files in JWT_KEY_FILES');
@@ -260,6 +276,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       refreshCookieOrigins: list(e.REFRESH_COOKIE_ORIGINS),
     },
     adminRequireMfa: e.ADMIN_REQUIRE_MFA,
+    mfa: {
+      encryptionKeyFile: path.resolve(e.MFA_ENCRYPTION_KEY_FILE ?? path.join(dataDir, 'keys', 'mfa-encryption.key')),
+      generateKey: mode === 'embedded' && !e.MFA_ENCRYPTION_KEY_FILE,
+      issuer: e.MFA_ISSUER,
+      tokenTtlSeconds: e.MFA_TOKEN_TTL_SECONDS,
+    },
     bootstrapAdmin:
       e.BOOTSTRAP_ADMIN_USERNAME && e.BOOTSTRAP_ADMIN_PASSWORD
         ? { username: e.BOOTSTRAP_ADMIN_USERNAME, password: e.BOOTSTRAP_ADMIN_PASSWORD }

@@ -7,6 +7,8 @@ import type { Config } from './config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { createLockoutService } from './lockout/lockout-service.js';
+import { createMfaService } from './mfa/mfa-service.js';
+import { createSecretBox, loadSecretBoxKey } from './mfa/secret-box.js';
 import type { Services } from './services.js';
 import { loadKeyStore } from './tokens/keys.js';
 import { createRefreshTokenStore } from './tokens/refresh-tokens.js';
@@ -96,6 +98,10 @@ export function createServices(
       absoluteTtlSeconds: config.tokens.refreshAbsoluteTtlSeconds,
       reuseGraceSeconds: config.tokens.refreshReuseGraceSeconds,
     }),
+    mfa: createMfaService(db, createSecretBox(loadSecretBoxKey(config.mfa.encryptionKeyFile, { generate: config.mfa.generateKey })), {
+      issuer: config.mfa.issuer,
+      tokenTtlSeconds: config.mfa.tokenTtlSeconds,
+    }),
   };
 }
 
@@ -104,12 +110,7 @@ export async function bootstrapAdmin(services: Services): Promise<void> {
   const admin = services.config.bootstrapAdmin;
   if (!admin || (await services.users.count()) > 0) return;
   const result = await createUser(
-    {
-      users: services.users,
-      passwords: services.passwords,
-      writer: services.writer,
-      minPasswordLength: services.config.passwords.minLength,
-    },
+    { users: services.users, passwords: services.passwords, writer: services.writer, minPasswordLength: services.config.passwords.minLength },
     { username: admin.username, password: admin.password, roles: ['admin', 'security'] },
     { reason: 'bootstrap', details: { bootstrap: true } },
   );

@@ -4,6 +4,7 @@ import type { ChainWriter } from './audit/chain-writer.js';
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
 import type { LockoutService } from './lockout/lockout-service.js';
+import type { MfaService } from './mfa/mfa-service.js';
 import type { KeyStore } from './tokens/keys.js';
 import type { RefreshTokenStore } from './tokens/refresh-tokens.js';
 import type { PasswordHasher } from './users/passwords.js';
@@ -22,4 +23,5 @@ export interface Services {
   users: UserQueries;
   keys: KeyStore;
   refreshTokens: RefreshTokenStore;
+  mfa: MfaService;
 }

@@ -1,39 +1,71 @@
-import { Router, type RequestHandler } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import type { Services } from '../services.js';
-import { createUser } from '../users/create-user.js';
-import { ROLES } from '../users/user-queries.js';
+import { createUserAdmin, type ActorContext, type AdminResult } from '../users/user-admin.js';
+import { ROLES, type Role } from '../users/user-queries.js';
+import { normalizeUsername } from '../users/usernames.js';
+import { recordForRequest } from './audit-request.js';
 import { clientInfo } from './client-info.js';
 import { HttpError, invalidRequest } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { authOf, requireAuth } from './require-auth.js';
 
-const createUserBody = z.object({
-  username: z.string(),
-  password: z.string(),
-  roles: z.array(z.enum(ROLES as [string, ...string[]])).max(ROLES.length).optional(),
+const role = z.enum(ROLES as [Role, ...Role[]]);
+const createUserBody = z.object({ username: z.string(), password: z.string(), roles: z.array(role).max(ROLES.length).optional() });
+const rolesBody = z.object({ roles: z.array(role).max(ROLES.length) });
+const passwordBody = z.object({ password: z.string().max(4096) });
+const listQuery = z.object({
+  q: z.string().max(256).optional(),
+  status: z.enum(['active', 'disabled']).optional(),
+  role: role.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(512).optional(),
+});
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, message: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw invalidRequest(message, { fields: [...new Set(parsed.error.issues.map((i) => i.path.join('.') || 'body'))] });
+  }
+  return parsed.data;
+}
+
+function actorOf(req: Request, res: Response): ActorContext {
+  const client = clientInfo(req);
+  return { actorId: authOf(res).sub, ip: client.ip, userAgent: client.userAgent, deviceId: client.deviceId, requestId: client.requestId };
+}
+
+function userId(req: Request): string {
+  const id = String(req.params.id).toLowerCase();
+  if (!UUID.test(id)) throw new HttpError(404, 'not_found', 'No such user');
+  return id;
+}
+
+function unwrap<T>(result: AdminResult<T>): T {
+  if (result.ok) return result.value;
+  if (result.problem === 'not_found') throw new HttpError(404, 'not_found', 'No such user');
+  throw invalidRequest(result.detail);
+}
+
+const view = (u: { id: string; username: string; roles: Role[]; status: string; mfa_enabled: boolean }) => ({
+  id: u.id,
+  username: u.username,
+  roles: u.roles,
+  status: u.status,
+  mfa_enabled: u.mfa_enabled,
 });
 
-/** `POST /admin/users` (role admin): creates a user, recorded as `user.created` with the actor. */
+/**
+ * User management (role `admin`, SPEC §3): create, list and search, disable and enable, roles,
+ * password reset, MFA reset, revoking sessions. Every action is recorded with the admin as actor.
+ */
 export function adminUserRoutes(services: Services): Router {
+  const admin = createUserAdmin(services);
+
   const create: RequestHandler = async (req, res) => {
-    const parsed = createUserBody.safeParse(req.body);
-    if (!parsed.success) {
-      throw invalidRequest('username and password are strings; roles, if given, a list of user, security, admin', {
-        fields: [...new Set(parsed.error.issues.map((i) => i.path.join('.') || 'body'))],
-      });
-    }
-    const client = clientInfo(req);
-    const result = await createUser(
-      {
-        users: services.users,
-        passwords: services.passwords,
-        writer: services.writer,
-        minPasswordLength: services.config.passwords.minLength,
-      },
-      { username: parsed.data.username, password: parsed.data.password, roles: (parsed.data.roles ?? ['user']) as never },
-      { actorId: authOf(res).sub, ip: client.ip, userAgent: client.userAgent, deviceId: client.deviceId, requestId: client.requestId },
-    );
+    const body = parse(createUserBody, req.body, 'username and password are strings; roles, if given, a list of user, security, admin');
+    const result = await admin.create({ username: body.username, password: body.password, roles: body.roles ?? ['user'] }, actorOf(req, res));
     if (!result.ok) {
       if (result.problem === 'username_taken') throw new HttpError(409, 'username_taken', 'The username is taken');
       throw invalidRequest(result.detail);
@@ -41,7 +73,71 @@ export function adminUserRoutes(services: Services): Router {
     res.status(201).json({ id: result.user.id, username: result.user.username, roles: result.user.roles });
   };
 
+  const list: RequestHandler = async (req, res) => {
+    const query = parse(listQuery, req.query, 'q, status (active, disabled), role, limit (1-1000) and cursor');
+    let after: string | undefined;
+    if (query.cursor) {
+      try {
+        after = (JSON.parse(Buffer.from(query.cursor, 'base64url').toString('utf8')) as { after: string }).after;
+      } catch {
+        throw invalidRequest('the cursor is not one this gateway issued');
+      }
+    }
+    const rows = await services.users.list({ q: query.q, status: query.status, role: query.role, after, limit: query.limit + 1 });
+    const items = rows.slice(0, query.limit);
+    const last = items.at(-1);
+    const nextCursor =
+      rows.length > query.limit && last ? Buffer.from(JSON.stringify({ after: normalizeUsername(last.username) })).toString('base64url') : null;
+    await recordForRequest(services.writer, req, res, {
+      eventType: 'user.searched',
+      outcome: 'success',
+      actorId: authOf(res).sub,
+      details: { filters: { q: query.q ?? null, status: query.status ?? null, role: query.role ?? null }, returned: items.length },
+    });
+    res.json({ items, next_cursor: nextCursor });
+  };
+
+  const show: RequestHandler = async (req, res) => {
+    const user = await services.users.findById(userId(req));
+    if (!user) throw new HttpError(404, 'not_found', 'No such user');
+    res.json(view(user));
+  };
+
+  const setStatus =
+    (status: 'active' | 'disabled'): RequestHandler =>
+    async (req, res) => {
+      res.json(view(unwrap(await admin.setStatus(userId(req), status, actorOf(req, res)))));
+    };
+
+  const setRoles: RequestHandler = async (req, res) => {
+    const { roles } = parse(rolesBody, req.body, 'roles is a list of user, security, admin');
+    res.json(view(unwrap(await admin.setRoles(userId(req), roles, actorOf(req, res)))));
+  };
+
+  const resetPassword: RequestHandler = async (req, res) => {
+    const { password } = parse(passwordBody, req.body, 'password is a string');
+    unwrap(await admin.resetPassword(userId(req), password, actorOf(req, res)));
+    res.status(204).end();
+  };
+
+  const resetMfa: RequestHandler = async (req, res) => {
+    res.json(view(unwrap(await admin.resetMfa(userId(req), actorOf(req, res)))));
+  };
+
+  const revokeSessions: RequestHandler = async (req, res) => {
+    res.json({ revoked_sessions: unwrap(await admin.revokeSessions(userId(req), actorOf(req, res))) });
+  };
+
   const router = Router();
-  router.post('/admin/users', requireAuth(services, ['admin']), ...jsonBody(), create);
+  const onlyAdmins = requireAuth(services, ['admin']);
+  router.post('/admin/users', onlyAdmins, ...jsonBody(), create);
+  router.get('/admin/users', onlyAdmins, list);
+  router.get('/admin/users/:id', onlyAdmins, show);
+  router.post('/admin/users/:id/disable', onlyAdmins, setStatus('disabled'));
+  router.post('/admin/users/:id/enable', onlyAdmins, setStatus('active'));
+  router.put('/admin/users/:id/roles', onlyAdmins, ...jsonBody(), setRoles);
+  router.post('/admin/users/:id/password', onlyAdmins, ...jsonBody(), resetPassword);
+  router.post('/admin/users/:id/mfa/reset', onlyAdmins, resetMfa);
+  router.post('/admin/users/:id/sessions/revoke', onlyAdmins, revokeSessions);
   return router;
 }

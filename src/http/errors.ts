@@ -16,7 +16,8 @@ export type ProblemCode =
   | 'invalid_refresh_token'
   | 'unauthorized'
   | 'forbidden'
-  | 'username_taken';
+  | 'username_taken'
+  | 'mfa_already_enabled';
 
 export interface HttpErrorOptions {
   detail?: string;

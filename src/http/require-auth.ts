@@ -15,10 +15,15 @@ export function authOf(res: Response): AccessClaims {
 }
 
 /**
- * Admin routes: a valid access token of this gateway (pinned algorithm, `typ`, `iss`, `aud`,
- * `exp`) with one of `roles`, and, while ADMIN_REQUIRE_MFA is on, `otp` in its `amr`.
+ * A valid access token of this gateway (pinned algorithm, `typ`, `iss`, `aud`, `exp`) with one
+ * of `roles`, and, for admin routes while ADMIN_REQUIRE_MFA is on, `otp` in its `amr`.
  */
-export function requireAuth(deps: { keys: KeyStore; config: Config }, roles: readonly Role[]): RequestHandler {
+export function requireAuth(
+  deps: { keys: KeyStore; config: Config },
+  roles: readonly Role[],
+  options: { adminRoute?: boolean } = {},
+): RequestHandler {
+  const requireMfa = (options.adminRoute ?? true) && deps.config.adminRequireMfa;
   return (req, res, next) => {
     const match = BEARER.exec(req.get('authorization') ?? '');
     if (!match) {
@@ -41,7 +46,7 @@ export function requireAuth(deps: { keys: KeyStore; config: Config }, roles: rea
       next(new HttpError(403, 'forbidden', 'Not allowed', { detail: `requires role ${roles.join(' or ')}` }));
       return;
     }
-    if (deps.config.adminRequireMfa && !claims.amr.includes('otp')) {
+    if (requireMfa && !claims.amr.includes('otp')) {
       next(new HttpError(403, 'forbidden', 'Not allowed', { detail: 'requires a login with a second factor (amr otp)' }));
       return;
     }

@@ -1,7 +1,17 @@
+import { normalizeUsername } from './usernames.js';
 import type { Queryable } from '../db/database.js';
 
 export type Role = 'user' | 'security' | 'admin';
 export const ROLES: readonly Role[] = ['user', 'security', 'admin'];
+
+export interface UserSummary {
+  id: string;
+  username: string;
+  roles: Role[];
+  status: 'active' | 'disabled';
+  mfa_enabled: boolean;
+  created_at: string;
+}
 
 export interface UserRow {
   id: string;
@@ -41,6 +51,33 @@ export function createUserQueries(db: Pick<Queryable, 'query'>) {
     /** Only for a user whose creation could not be recorded; nothing refers to it yet. */
     async deleteUnrecorded(id: string): Promise<void> {
       await db.query('DELETE FROM users WHERE id = $1', [id]);
+    },
+    async setStatus(id: string, status: 'active' | 'disabled'): Promise<UserRow | undefined> {
+      const { rows } = await db.query<UserRow>(`UPDATE users SET status = $2, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`, [id, status]);
+      return rows[0];
+    },
+    async setRoles(id: string, roles: readonly Role[]): Promise<UserRow | undefined> {
+      const { rows } = await db.query<UserRow>(`UPDATE users SET roles = $2, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`, [id, roles]);
+      return rows[0];
+    },
+    /** Users by username order, after `after` (keyset), filtered by a substring of the username, status and role. */
+    async list(filter: { q?: string | undefined; status?: string | undefined; role?: string | undefined; after?: string | undefined; limit: number }): Promise<UserSummary[]> {
+      const { rows } = await db.query<UserSummary>(
+        `SELECT id, username, roles, status, mfa_enabled, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+           FROM users
+          WHERE ($1::text IS NULL OR username_normalized LIKE $1)
+            AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR $3 = ANY (roles))
+            AND ($4::text IS NULL OR username_normalized > $4)
+          ORDER BY username_normalized LIMIT $5`,
+        [
+          filter.q ? `%${normalizeUsername(filter.q).replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null,
+          filter.status ?? null,
+          filter.role ?? null,
+          filter.after ?? null,
+          filter.limit,
+        ],
+      );
+      return rows;
     },
     async count(): Promise<number> {
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');

@@ -28,6 +28,8 @@ export function sharedSetup(t: TestDatabase, env: Record<string, string> = {}): 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-gw-'));
   const jwtKey = path.join(dir, 'jwt-es256.pem');
   generateTokenKeyFile(jwtKey, 'ES256');
+  const mfaKey = path.join(dir, 'mfa.key');
+  fs.writeFileSync(mfaKey, crypto.randomBytes(32).toString('base64'));
   const auditKey = path.join(dir, 'audit.pem');
   fs.writeFileSync(auditKey, crypto.generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }));
   return {
@@ -38,6 +40,7 @@ export function sharedSetup(t: TestDatabase, env: Record<string, string> = {}): 
       AUDIT_SIGNING_KEY_FILE: auditKey,
       AUDIT_CHECKPOINT_FILE: path.join(dir, 'checkpoints.jsonl'),
       JWT_KEY_FILES: jwtKey,
+      MFA_ENCRYPTION_KEY_FILE: mfaKey,
       BCRYPT_COST: '4',
       ADMIN_REQUIRE_MFA: 'false',
       LOG_LEVEL: 'silent',

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,9 +34,11 @@ describe('the gateway process (src/main.ts)', () => {
     const checkpointFile = path.join(key.dir, 'main.jsonl');
     const jwtKey = path.join(key.dir, 'jwt.pem');
     generateTokenKeyFile(jwtKey, 'ES256');
+    const mfaKey = path.join(key.dir, 'mfa.key');
+    fs.writeFileSync(mfaKey, crypto.randomBytes(32).toString('base64'));
     const gw = await startGateway({
       DATABASE_URL: t.url, REDIS_URL, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile, AUDIT_CHECKPOINT_EVERY_SECONDS: '3600',
-      JWT_KEY_FILES: jwtKey,
+      JWT_KEY_FILES: jwtKey, MFA_ENCRYPTION_KEY_FILE: mfaKey,
     });
     const ready = await fetch(`${gw.url}/readyz`);
     assert.equal(ready.status, 200);
@@ -58,7 +61,7 @@ describe('the gateway process (src/main.ts)', () => {
       const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { checks: Record<string, string> };
       assert.deepEqual(ready.checks, { database: 'ok', redis: 'embedded', audit_writer: 'ok' });
       assert.ok(gw.lines.some((l) => l.includes('embedded mode') && l.includes('one instance only')));
-      for (const key of ['audit-ed25519.pem', 'jwt-es256.pem']) assert.ok(fs.existsSync(path.join(dataDir, 'keys', key)), `${key} generated`);
+      for (const key of ['audit-ed25519.pem', 'jwt-es256.pem', 'mfa-encryption.key']) assert.ok(fs.existsSync(path.join(dataDir, 'keys', key)), `${key} generated`);
       assert.equal((await post(gw.url, { username: 'root@example.com', password: 'embedded admin password' })).status, 200);
       const statuses = [];
       for (let i = 0; i < 6; i++) statuses.push((await post(gw.url, { username: 'mallory', password: 'guess guess guess' })).status);
@@ -89,7 +92,8 @@ describe('the gateway process (src/main.ts)', () => {
 
   it('when the database is unreachable at start, then it exits non-zero with the reason', async () => {
     const run = await runTs('src/main.ts', [], {
-      DATABASE_URL: 'postgres://root@127.0.0.1:1/none', AUDIT_SIGNING_KEY_FILE: key.file, JWT_KEY_FILES: key.file, DATABASE_CONNECT_TIMEOUT_MS: '500',
+      DATABASE_URL: 'postgres://root@127.0.0.1:1/none', AUDIT_SIGNING_KEY_FILE: key.file, JWT_KEY_FILES: key.file, MFA_ENCRYPTION_KEY_FILE: key.file,
+      DATABASE_CONNECT_TIMEOUT_MS: '500',
     });
     assert.equal(run.code, 1);
     assert.match(run.stderr, /failed to start: .*ECONNREFUSED/);
