@@ -6,6 +6,7 @@ import { healthRoutes } from './http/health-routes.js';
 import { jwksRoutes } from './http/jwks-routes.js';
 import { loginRoutes } from './http/login-routes.js';
 import { requestId, requestLogger } from './http/request-context.js';
+import { securityRoutes } from './http/security-routes.js';
 import { tokenRoutes } from './http/token-routes.js';
 import type { Services } from './services.js';
 
@@ -26,6 +27,7 @@ export function createApp(services: Services): Express {
   app.use(tokenRoutes(services));
   app.use(accountRoutes(services));
   app.use(adminUserRoutes(services));
+  app.use(securityRoutes(services));
   app.use(notFound);
   app.use(problemHandler);
   return app;

@@ -2,7 +2,8 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createChainWriter } from './audit/chain-writer.js';
-import { createCheckpointer, loadSigningKey, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
+import fs from 'node:fs';
+import { createCheckpointer, loadSigningKey, loadTrustedKeys, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
 import type { Config } from './config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
@@ -71,6 +72,11 @@ async function openRedis(url: string, logger: Logger): Promise<Redis> {
   return redis;
 }
 
+/** The checkpoint key's public half (when the file is there) and every retired or external key configured. */
+export function trustedKeyFiles(config: Config): string[] {
+  return [...(fs.existsSync(config.audit.signingKeyFile) ? [config.audit.signingKeyFile] : []), ...config.audit.trustedKeyFiles];
+}
+
 /** Builds the services routes use, from open connections. */
 export function createServices(
   config: Config,
@@ -98,6 +104,7 @@ export function createServices(
       absoluteTtlSeconds: config.tokens.refreshAbsoluteTtlSeconds,
       reuseGraceSeconds: config.tokens.refreshReuseGraceSeconds,
     }),
+    trustedKeys: loadTrustedKeys(trustedKeyFiles(config)),
     mfa: createMfaService(db, createSecretBox(loadSecretBoxKey(config.mfa.encryptionKeyFile, { generate: config.mfa.generateKey })), {
       issuer: config.mfa.issuer,
       tokenTtlSeconds: config.mfa.tokenTtlSeconds,

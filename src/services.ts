@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ChainWriter } from './audit/chain-writer.js';
@@ -24,4 +25,6 @@ export interface Services {
   keys: KeyStore;
   refreshTokens: RefreshTokenStore;
   mfa: MfaService;
+  /** Public keys trusted to have signed audit checkpoints, by key id. */
+  trustedKeys: ReadonlyMap<string, KeyObject>;
 }

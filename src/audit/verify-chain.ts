@@ -25,6 +25,8 @@ export interface VerifyResult {
   first_invalid_seq?: number;
   problem?: ChainProblem;
   detail?: string;
+  /** The last signed checkpoint the chain was found to match: a later run may start after it. */
+  last_verified_checkpoint?: { seq: number; hash: string };
 }
 
 export interface VerifyOptions {
@@ -114,6 +116,7 @@ interface Walk {
   prevHash: Buffer;
   prevPrevHash: Buffer | undefined;
   lastGoodCheckpoint: number;
+  lastGoodCheckpointHash: Buffer | undefined;
   checked: number;
   checkpointsChecked: number;
 }
@@ -147,6 +150,7 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
       };
     }
     walk.lastGoodCheckpoint = row.seq;
+    walk.lastGoodCheckpointHash = storedHash;
   }
   walk.checked += 1;
   walk.expected = row.seq + 1;
@@ -172,6 +176,7 @@ export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyO
     prevHash: start.hash,
     prevPrevHash: undefined,
     lastGoodCheckpoint: start.seq,
+    lastGoodCheckpointHash: undefined,
     checked: 0,
     checkpointsChecked: 0,
   };
@@ -196,5 +201,8 @@ export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyO
   const first = findings.sort((a, b) => a.seq - b.seq)[0];
   const result: VerifyResult = { valid: !first, checked: walk.checked, head_seq: headSeq, checkpoints_checked: walk.checkpointsChecked };
   if (first) Object.assign(result, { first_invalid_seq: first.seq, problem: first.problem, detail: first.detail });
+  else if (walk.lastGoodCheckpointHash) {
+    result.last_verified_checkpoint = { seq: walk.lastGoodCheckpoint, hash: walk.lastGoodCheckpointHash.toString('hex') };
+  }
   return result;
 }

@@ -1,9 +1,8 @@
-import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadTrustedKeys } from '../audit/checkpoints.js';
 import { verifyChain } from '../audit/verify-chain.js';
 import { loadConfig } from '../config.js';
-import { openDatabase } from '../runtime.js';
+import { openDatabase, trustedKeyFiles } from '../runtime.js';
 
 const USAGE = `usage: npm run audit:verify -- [--public-key FILE]... [--checkpoint-file FILE] [--json]
 
@@ -26,11 +25,7 @@ async function run(): Promise<number> {
   }
   const config = loadConfig(process.env, { requireSigningKeys: false });
   // Trust the configured signing key's public half, plus any retired or external keys named.
-  const keyFiles = [
-    ...(fs.existsSync(config.audit.signingKeyFile) ? [config.audit.signingKeyFile] : []),
-    ...config.audit.trustedKeyFiles,
-    ...(values['public-key'] ?? []),
-  ];
+  const keyFiles = [...trustedKeyFiles(config), ...(values['public-key'] ?? [])];
   const trustedKeys = loadTrustedKeys(keyFiles);
   const db = await openDatabase(config, 'authtrail-verify');
   try {

@@ -83,7 +83,16 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
 
   it('when the chain is untouched, then it verifies with every checkpoint matched', async () => {
     const copy = await freshCopy();
-    assert.deepEqual(await verify(copy.db), { valid: true, checked: RECORDS, head_seq: RECORDS, checkpoints_checked: 3 });
+    const result = await verify(copy.db);
+    assert.deepEqual({ ...result, last_verified_checkpoint: undefined }, { valid: true, checked: RECORDS, head_seq: RECORDS, checkpoints_checked: 3, last_verified_checkpoint: undefined });
+    assert.equal(result.last_verified_checkpoint?.seq, 30);
+    // Starting after that checkpoint checks nothing old and still finds the chain intact.
+    const incremental = await verifyChain(copy.db, {
+      trustedKeys: trustOnly(key),
+      checkpointFile,
+      startAfter: { seq: 20, hash: Buffer.from((await copy.db.query<{ hash: Buffer }>('SELECT hash FROM audit_log WHERE seq = 20')).rows[0]!.hash) },
+    });
+    assert.deepEqual([incremental.valid, incremental.checked, incremental.head_seq], [true, 10, 30]);
     const lines = fs.readFileSync(checkpointFile, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
     assert.deepEqual(lines, [10, 20, 30]);
   });

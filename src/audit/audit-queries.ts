@@ -1,0 +1,155 @@
+import type { Queryable } from '../db/database.js';
+import { sqlTimestamp } from './clock.js';
+
+/** Filters of `GET /admin/login-events` (SPEC §3), already validated. */
+export interface EventFilter {
+  username?: string | undefined;
+  userId?: string | undefined;
+  /** A host address (`ip = …`) or a CIDR block (`ip <<= …`), normalized. */
+  ip?: { kind: 'address' | 'block'; value: string } | undefined;
+  eventType?: string | undefined;
+  outcome?: 'success' | 'failure' | undefined;
+  deviceId?: string | undefined;
+  /** Inclusive lower and exclusive upper bound on `occurred_at`, RFC 3339. */
+  from?: string | undefined;
+  to?: string | undefined;
+}
+
+/** One audit record as the security team reads it. */
+export interface EventView {
+  seq: number;
+  event_id: string;
+  occurred_at: string;
+  event_type: string;
+  outcome: string;
+  reason: string | null;
+  username: string | null;
+  user_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  device_id: string | null;
+  mfa_method: string | null;
+  session_id: string | null;
+  request_id: string | null;
+  actor_id: string | null;
+  details: unknown;
+}
+
+export const EVENT_COLUMNS: ReadonlyArray<keyof EventView> = [
+  'seq', 'event_id', 'occurred_at', 'event_type', 'outcome', 'reason', 'username', 'user_id', 'ip',
+  'user_agent', 'device_id', 'mfa_method', 'session_id', 'request_id', 'actor_id', 'details',
+];
+
+const SELECT = `SELECT seq, event_id::text AS event_id, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, outcome, reason,
+       username, user_id::text AS user_id, host(ip) AS ip, user_agent, device_id, mfa_method, session_id::text AS session_id,
+       request_id, actor_id::text AS actor_id, details::text AS details
+  FROM audit_log`;
+
+/** The SQL expression the username index is built on (migration 006). */
+const USERNAME_KEY = 'lower(normalize(btrim(username), NFKC))';
+
+function where(filter: EventFilter, params: unknown[]): string {
+  const conditions: string[] = [];
+  const add = (sql: (p: string) => string, value: unknown): void => {
+    params.push(value);
+    conditions.push(sql(`$${params.length}`));
+  };
+  if (filter.username !== undefined) add((p) => `${USERNAME_KEY} = lower(normalize(btrim(${p}::text), NFKC))`, filter.username);
+  if (filter.userId !== undefined) add((p) => `user_id = ${p}::uuid`, filter.userId);
+  if (filter.ip?.kind === 'address') add((p) => `ip = ${p}::inet`, filter.ip.value);
+  if (filter.ip?.kind === 'block') add((p) => `ip <<= ${p}::inet`, filter.ip.value);
+  if (filter.eventType !== undefined) add((p) => `event_type = ${p}`, filter.eventType);
+  if (filter.outcome !== undefined) add((p) => `outcome = ${p}`, filter.outcome);
+  if (filter.deviceId !== undefined) add((p) => `device_id = ${p}`, filter.deviceId);
+  if (filter.from !== undefined) add((p) => `occurred_at >= ${p}::timestamptz`, filter.from);
+  if (filter.to !== undefined) add((p) => `occurred_at < ${p}::timestamptz`, filter.to);
+  return conditions.length > 0 ? conditions.join(' AND ') : 'true';
+}
+
+const toView = (row: Omit<EventView, 'details'> & { details: string | null }): EventView => ({
+  ...row,
+  details: row.details === null ? null : (JSON.parse(row.details) as unknown),
+});
+
+/** Newest first; `beforeSeq` continues after the last record of a previous page (keyset). */
+export async function findEvents(db: Pick<Queryable, 'query'>, filter: EventFilter, page: { beforeSeq?: number | undefined; limit: number }): Promise<EventView[]> {
+  const params: unknown[] = [];
+  let condition = where(filter, params);
+  if (page.beforeSeq !== undefined) {
+    params.push(page.beforeSeq);
+    condition += ` AND seq < $${params.length}`;
+  }
+  params.push(page.limit);
+  const { rows } = await db.query<Omit<EventView, 'details'> & { details: string | null }>(
+    `${SELECT} WHERE ${condition} ORDER BY seq DESC LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map(toView);
+}
+
+/** Every matching record, newest first, a page at a time: exports never hold the result in memory. */
+export async function* streamEvents(db: Pick<Queryable, 'query'>, filter: EventFilter, pageSize = 1000): AsyncGenerator<EventView[]> {
+  let beforeSeq: number | undefined;
+  for (;;) {
+    const page = await findEvents(db, filter, { beforeSeq, limit: pageSize });
+    if (page.length > 0) yield page;
+    if (page.length < pageSize) return;
+    beforeSeq = page[page.length - 1]!.seq;
+  }
+}
+
+export interface Summary {
+  from: string;
+  to: string;
+  bucket: 'hour' | 'day';
+  /** Login attempts per bucket and outcome. */
+  buckets: Array<{ start: string; success: number; failure: number }>;
+  /** Addresses with the most failed logins. */
+  top_failing_ips: Array<{ ip: string; failures: number }>;
+  /** Usernames attacked from the most distinct addresses. */
+  most_targeted_usernames: Array<{ username: string; distinct_ips: number; failures: number }>;
+  /** Addresses that tried the most distinct usernames: password spraying. */
+  spraying_ips: Array<{ ip: string; distinct_usernames: number; failures: number }>;
+}
+
+const LOGIN_EVENTS = `event_type IN ('login.succeeded', 'login.failed')`;
+
+/** Dashboard figures for login attempts in [from, to). */
+export async function summarizeLogins(db: Pick<Queryable, 'query'>, range: { from: string; to: string; bucket: 'hour' | 'day'; top: number }): Promise<Summary> {
+  const window = `occurred_at >= $1::timestamptz AND occurred_at < $2::timestamptz AND ${LOGIN_EVENTS}`;
+  const base = [range.from, range.to];
+  const [buckets, ips, targeted, spraying] = await Promise.all([
+    db.query<{ start: string; success: number; failure: number }>(
+      `SELECT ${sqlTimestamp(`date_trunc('${range.bucket}', occurred_at, 'UTC')`)} AS start,
+              count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure
+         FROM audit_log WHERE ${window} GROUP BY 1 ORDER BY 1`,
+      base,
+    ),
+    db.query<{ ip: string; failures: number }>(
+      `SELECT host(ip) AS ip, count(*)::int AS failures FROM audit_log WHERE ${window} AND outcome = 'failure' AND ip IS NOT NULL
+        GROUP BY ip ORDER BY failures DESC, ip LIMIT $3`,
+      [...base, range.top],
+    ),
+    db.query<{ username: string; distinct_ips: number; failures: number }>(
+      `SELECT lower(normalize(btrim(username), NFKC)) AS username, count(DISTINCT ip)::int AS distinct_ips, count(*)::int AS failures
+         FROM audit_log WHERE ${window} AND outcome = 'failure' AND username IS NOT NULL
+        GROUP BY 1 ORDER BY distinct_ips DESC, failures DESC, 1 LIMIT $3`,
+      [...base, range.top],
+    ),
+    db.query<{ ip: string; distinct_usernames: number; failures: number }>(
+      `SELECT host(ip) AS ip, count(DISTINCT lower(normalize(btrim(username), NFKC)))::int AS distinct_usernames, count(*)::int AS failures
+         FROM audit_log WHERE ${window} AND outcome = 'failure' AND ip IS NOT NULL AND username IS NOT NULL
+        GROUP BY ip ORDER BY distinct_usernames DESC, failures DESC, ip LIMIT $3`,
+      [...base, range.top],
+    ),
+  ]);
+  return {
+    from: range.from,
+    to: range.to,
+    bucket: range.bucket,
+    buckets: buckets.rows,
+    top_failing_ips: ips.rows,
+    most_targeted_usernames: targeted.rows,
+    spraying_ips: spraying.rows,
+  };
+}
