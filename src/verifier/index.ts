@@ -1,0 +1,207 @@
+/**
+ * `authtrail/verifier`: verifies the gateway's access tokens inside downstream services, locally,
+ * with the gateway's published keys (SPEC §6). Algorithms are pinned, `exp` is required, `iss`,
+ * `aud` and `typ` are checked; the JWKS is cached and refetched on an unknown `kid` at most once
+ * per `minRefetchIntervalMs`, so a key rotation needs no restart and forged `kid`s cannot make
+ * the service hammer the gateway.
+ */
+import crypto, { type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import jwt from 'jsonwebtoken';
+
+export type Algorithm = 'ES256' | 'RS256';
+
+export interface VerifierOptions {
+  /** e.g. `https://auth.example.com/.well-known/jwks.json` */
+  jwksUrl: string;
+  issuer: string;
+  audience: string;
+  /** Accepted algorithms; a key is used only with its own. Default both. */
+  algorithms?: Algorithm[];
+  /** Least time between two fetches caused by unknown `kid`s. Default 30 s. */
+  minRefetchIntervalMs?: number;
+  /** Keys are fetched again after this long even when every `kid` is known (drops retired keys). Default 10 min. */
+  cacheMaxAgeMs?: number;
+  /** Seconds of clock skew tolerated on `exp` and `iat`. Default 5. */
+  clockToleranceSeconds?: number;
+  /** Longest wait for the JWKS. Default 5 s. */
+  fetchTimeoutMs?: number;
+}
+
+/** The claims of a verified access token. */
+export interface AccessTokenClaims {
+  iss: string;
+  aud: string | string[];
+  sub: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  sid: string;
+  amr: string[];
+  roles: string[];
+}
+
+export type VerifierErrorCode =
+  | 'ERR_TOKEN_MISSING'
+  | 'ERR_TOKEN_MALFORMED'
+  | 'ERR_TOKEN_TYP'
+  | 'ERR_TOKEN_KID'
+  | 'ERR_TOKEN_ALG'
+  | 'ERR_TOKEN_SIGNATURE'
+  | 'ERR_TOKEN_EXPIRED'
+  | 'ERR_TOKEN_CLAIMS'
+  | 'ERR_JWKS_UNAVAILABLE';
+
+export class VerifierError extends Error {
+  constructor(
+    readonly code: VerifierErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'VerifierError';
+  }
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** Set by the verifier middleware once the bearer token verified. */
+    auth?: AccessTokenClaims;
+  }
+}
+
+interface CachedKey {
+  key: KeyObject;
+  alg: Algorithm;
+}
+
+const ACCESS_TOKEN_TYPE = 'at+jwt';
+
+export interface Verifier {
+  /** Resolves with the claims of a valid token; rejects with {@link VerifierError}. */
+  verify(token: string): Promise<AccessTokenClaims>;
+  /** Express middleware: sets `req.auth`, or answers 401 with `WWW-Authenticate: Bearer error="invalid_token"`. */
+  middleware(): RequestHandler;
+  /** How many times the JWKS was fetched (for metrics and tests). */
+  readonly fetches: number;
+}
+
+export function createVerifier(options: VerifierOptions): Verifier {
+  const algorithms = options.algorithms ?? ['ES256', 'RS256'];
+  const minRefetchMs = options.minRefetchIntervalMs ?? 30_000;
+  const maxAgeMs = options.cacheMaxAgeMs ?? 600_000;
+  let keys = new Map<string, CachedKey>();
+  let fetchedAt = 0;
+  let fetches = 0;
+  let inFlight: Promise<void> | undefined;
+
+  async function fetchKeys(): Promise<void> {
+    fetches += 1;
+    fetchedAt = Date.now();
+    let body: { keys?: Array<JsonWebKey & { kid?: string; alg?: string }> };
+    try {
+      const res = await fetch(options.jwksUrl, { signal: AbortSignal.timeout(options.fetchTimeoutMs ?? 5000), headers: { accept: 'application/json' } });
+      if (!res.ok) throw new Error(`status ${res.status}`);
+      body = (await res.json()) as typeof body;
+    } catch (err) {
+      throw new VerifierError('ERR_JWKS_UNAVAILABLE', `could not fetch the JWKS: ${(err as Error).message}`);
+    }
+    const next = new Map<string, CachedKey>();
+    for (const jwk of body.keys ?? []) {
+      const alg = jwk.alg as Algorithm | undefined;
+      if (!jwk.kid || !alg || !algorithms.includes(alg) || (jwk.use !== undefined && jwk.use !== 'sig')) continue;
+      if ((alg === 'ES256' && (jwk.kty !== 'EC' || jwk.crv !== 'P-256')) || (alg === 'RS256' && jwk.kty !== 'RSA')) continue;
+      try {
+        next.set(jwk.kid, { key: crypto.createPublicKey({ key: jwk, format: 'jwk' }), alg });
+      } catch {
+        // A key this runtime cannot read is skipped; tokens naming it fail as unknown kid.
+      }
+    }
+    keys = next;
+  }
+
+  /** One fetch at a time; callers arriving meanwhile share it. */
+  function refresh(): Promise<void> {
+    inFlight ??= fetchKeys().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  }
+
+  async function keyFor(kid: string): Promise<CachedKey> {
+    if (fetchedAt === 0 || Date.now() - fetchedAt > maxAgeMs) await refresh().catch((err: unknown) => {
+      if (keys.size === 0) throw err;
+    });
+    let found = keys.get(kid);
+    if (!found && Date.now() - fetchedAt >= minRefetchMs) {
+      await refresh();
+      found = keys.get(kid);
+    }
+    if (!found) throw new VerifierError('ERR_TOKEN_KID', 'unknown kid');
+    return found;
+  }
+
+  async function verify(token: string): Promise<AccessTokenClaims> {
+    const decoded = jwt.decode(token, { complete: true });
+    if (!decoded || typeof decoded.payload === 'string') throw new VerifierError('ERR_TOKEN_MALFORMED', 'not a JWS with a JSON payload');
+    const { header } = decoded;
+    if (header.typ !== ACCESS_TOKEN_TYPE) throw new VerifierError('ERR_TOKEN_TYP', `typ must be ${ACCESS_TOKEN_TYPE}`);
+    if (!algorithms.includes(header.alg as Algorithm)) throw new VerifierError('ERR_TOKEN_ALG', `alg ${header.alg} is not accepted`);
+    if (!header.kid) throw new VerifierError('ERR_TOKEN_KID', 'kid is required');
+    const { key, alg } = await keyFor(header.kid);
+    if (header.alg !== alg) throw new VerifierError('ERR_TOKEN_ALG', 'alg does not match the key');
+    let payload: jwt.JwtPayload;
+    try {
+      payload = jwt.verify(token, key, {
+        algorithms: [alg],
+        issuer: options.issuer,
+        audience: options.audience,
+        clockTolerance: options.clockToleranceSeconds ?? 5,
+      }) as jwt.JwtPayload;
+    } catch (err) {
+      if (err instanceof jwt.TokenExpiredError) throw new VerifierError('ERR_TOKEN_EXPIRED', 'token expired');
+      const message = (err as Error).message;
+      throw new VerifierError(/signature/i.test(message) ? 'ERR_TOKEN_SIGNATURE' : 'ERR_TOKEN_CLAIMS', message);
+    }
+    const claims = payload as Partial<AccessTokenClaims>;
+    if (typeof claims.exp !== 'number') throw new VerifierError('ERR_TOKEN_CLAIMS', 'exp is required');
+    if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string' || !Array.isArray(claims.roles) || !Array.isArray(claims.amr)) {
+      throw new VerifierError('ERR_TOKEN_CLAIMS', 'sub, sid, roles and amr are required');
+    }
+    return claims as AccessTokenClaims;
+  }
+
+  return {
+    verify,
+    get fetches() {
+      return fetches;
+    },
+    middleware(): RequestHandler {
+      return (req, res, next) => {
+        const match = /^Bearer (\S+)$/.exec(req.get('authorization') ?? '');
+        const refuse = (status: number, code: string, description?: string): void => {
+          const challenge = description ? `Bearer error="${code}", error_description="${description}"` : 'Bearer';
+          res
+            .status(status)
+            .set('WWW-Authenticate', challenge)
+            .type('application/problem+json')
+            .json({ type: 'about:blank', title: status === 401 ? 'Unauthorized' : 'Service Unavailable', status, code });
+        };
+        if (!match) {
+          refuse(401, 'invalid_request');
+          return;
+        }
+        verify(match[1]!).then(
+          (claims) => {
+            req.auth = claims;
+            next();
+          },
+          (err: unknown) => {
+            if (err instanceof VerifierError && err.code === 'ERR_JWKS_UNAVAILABLE') refuse(503, 'temporarily_unavailable');
+            else if (err instanceof VerifierError) refuse(401, 'invalid_token', err.code === 'ERR_TOKEN_EXPIRED' ? 'The access token expired' : 'The access token is not valid');
+            else next(err);
+          },
+        );
+      };
+    },
+  };
+}
