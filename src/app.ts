@@ -1,10 +1,13 @@
+import cors from 'cors';
 import express, { type Express } from 'express';
+import helmet from 'helmet';
 import { accountRoutes } from './http/account-routes.js';
 import { adminUserRoutes } from './http/admin-user-routes.js';
 import { notFound, problemHandler } from './http/error-handler.js';
 import { healthRoutes } from './http/health-routes.js';
 import { jwksRoutes } from './http/jwks-routes.js';
 import { loginRoutes } from './http/login-routes.js';
+import { openApiRoutes } from './http/openapi.js';
 import { requestId, requestLogger } from './http/request-context.js';
 import { securityRoutes } from './http/security-routes.js';
 import { tokenRoutes } from './http/token-routes.js';
@@ -21,8 +24,21 @@ export function createApp(services: Services): Express {
   app.set('trust proxy', services.config.trustProxy);
   app.use(requestId());
   app.use(requestLogger(services.logger));
+  app.use(helmet());
+  if (services.config.corsOrigins.length > 0) {
+    app.use(
+      cors({
+        origin: [...services.config.corsOrigins],
+        credentials: true,
+        allowedHeaders: ['Authorization', 'Content-Type', 'X-Device-Id', 'X-Request-Id'],
+        exposedHeaders: ['X-Request-Id', 'Retry-After', 'WWW-Authenticate'],
+        maxAge: 600,
+      }),
+    );
+  }
   app.use(healthRoutes(services));
   app.use(jwksRoutes(services.keys));
+  app.use(openApiRoutes());
   app.use(loginRoutes(services));
   app.use(tokenRoutes(services));
   app.use(accountRoutes(services));

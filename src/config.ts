@@ -70,6 +70,7 @@ const envSchema = z.object({
   REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS: int(60, 86_400 * 365).default(86_400 * 30),
   REFRESH_REUSE_GRACE_SECONDS: int(0, 300).default(0),
   REFRESH_COOKIE_ORIGINS: optionalText,
+  CORS_ORIGINS: optionalText,
   ADMIN_REQUIRE_MFA: bool.default(true),
   MFA_ENCRYPTION_KEY_FILE: optionalText,
   MFA_ISSUER: z.string().min(1).max(64).default('authtrail'),
@@ -149,6 +150,8 @@ export interface Config {
     readonly refreshCookieOrigins: readonly string[];
   };
   readonly adminRequireMfa: boolean;
+  /** Browser origins allowed to call the API (CORS); none by default. */
+  readonly corsOrigins: readonly string[];
   readonly mfa: {
     /** 32-byte AES-256-GCM key (base64 in the file) sealing TOTP secrets at rest. */
     readonly encryptionKeyFile: string;
@@ -220,8 +223,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
   if (Boolean(e.BOOTSTRAP_ADMIN_USERNAME) !== Boolean(e.BOOTSTRAP_ADMIN_PASSWORD)) {
     problems.push('BOOTSTRAP_ADMIN_PASSWORD: BOOTSTRAP_ADMIN_USERNAME and BOOTSTRAP_ADMIN_PASSWORD go together');
   }
-  for (const origin of list(e.REFRESH_COOKIE_ORIGINS)) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`REFRESH_COOKIE_ORIGINS: ${JSON.stringify(origin)} is not an origin like https://app.example.com`);
+  for (const name of ['REFRESH_COOKIE_ORIGINS', 'CORS_ORIGINS'] as const) {
+    for (const origin of list(e[name])) {
+      if (!/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`${name}: ${JSON.stringify(origin)} is not an origin like https://app.example.com`);
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -276,6 +281,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       refreshCookieOrigins: list(e.REFRESH_COOKIE_ORIGINS),
     },
     adminRequireMfa: e.ADMIN_REQUIRE_MFA,
+    corsOrigins: list(e.CORS_ORIGINS),
     mfa: {
       encryptionKeyFile: path.resolve(e.MFA_ENCRYPTION_KEY_FILE ?? path.join(dataDir, 'keys', 'mfa-encryption.key')),
       generateKey: mode === 'embedded' && !e.MFA_ENCRYPTION_KEY_FILE,

@@ -10,6 +10,7 @@ import { migrate } from './db/migrate.js';
 import { createLockoutService } from './lockout/lockout-service.js';
 import { createMfaService } from './mfa/mfa-service.js';
 import { createSecretBox, loadSecretBoxKey } from './mfa/secret-box.js';
+import { createMetrics } from './metrics.js';
 import type { Services } from './services.js';
 import { loadKeyStore } from './tokens/keys.js';
 import { createRefreshTokenStore } from './tokens/refresh-tokens.js';
@@ -84,18 +85,20 @@ export function createServices(
   parts: { db: Database; writer: Services['writer']; redis: Redis | undefined },
 ): Services {
   const { db, writer, redis } = parts;
+  const lockout = createLockoutService({
+    config: config.lockout,
+    keyPrefix: config.redis.keyPrefix,
+    redis,
+    onDegraded: (err) => logger.warn({ err: { message: err.message } }, 'lockout store degraded: using this instance\'s counters'),
+  });
   return {
     config,
     logger,
     db,
     writer,
     redis,
-    lockout: createLockoutService({
-      config: config.lockout,
-      keyPrefix: config.redis.keyPrefix,
-      redis,
-      onDegraded: (err) => logger.warn({ err: { message: err.message } }, 'lockout store degraded: using this instance\'s counters'),
-    }),
+    lockout,
+    metrics: createMetrics({ writer, lockout }),
     passwords: createPasswordHasher(config.passwords.bcryptCost),
     users: createUserQueries(db),
     keys: loadKeyStore(config),

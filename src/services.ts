@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { ChainWriter } from './audit/chain-writer.js';
 import type { Config } from './config.js';
@@ -27,4 +28,5 @@ export interface Services {
   mfa: MfaService;
   /** Public keys trusted to have signed audit checkpoints, by key id. */
   trustedKeys: ReadonlyMap<string, KeyObject>;
+  metrics: Registry;
 }

@@ -27,6 +27,13 @@ export interface CommittedRecord {
   readonly hash: Buffer;
 }
 
+/** What one committed batch held, for checkpoints and metrics. */
+export interface CommittedBatch {
+  count: number;
+  durationMs: number;
+  records: ReadonlyArray<{ eventType: string; outcome: string }>;
+}
+
 /** The last record of the chain as a writer committed it. */
 export interface ChainHead {
   readonly seq: number;
@@ -51,8 +58,8 @@ export interface ChainWriter {
   /** Refuses new records and waits for the queued ones. */
   close(): Promise<void>;
   stats(): ChainWriterStats;
-  /** Called after each committed batch with the new head and the batch size. */
-  onCommit(listener: (head: ChainHead, count: number) => void): void;
+  /** Called after each committed batch with the new head and what the batch held. */
+  onCommit(listener: (head: ChainHead, batch: CommittedBatch) => void): void;
 }
 
 export interface ChainWriterOptions {
@@ -127,7 +134,7 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   const clock = options.clock ?? createMicrosecondClock();
   const maxQueued = options.maxQueued ?? Math.max(10_000, options.batchMax * 64);
   const queue: Pending[] = [];
-  const listeners: Array<(head: ChainHead, count: number) => void> = [];
+  const listeners: Array<(head: ChainHead, batch: CommittedBatch) => void> = [];
   let draining: Promise<void> | undefined;
   let closed = false;
   const stats: ChainWriterStats = {
@@ -145,7 +152,12 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
       stats.lastError = undefined;
       batch.forEach((p, i) => p.resolve(committed[i]!));
       const last = committed[committed.length - 1]!;
-      for (const listener of listeners) listener({ seq: last.seq, hash: last.hash }, committed.length);
+      const summary: CommittedBatch = {
+        count: committed.length,
+        durationMs: stats.lastCommitMs,
+        records: batch.map((p) => ({ eventType: p.record.event_type, outcome: p.record.outcome })),
+      };
+      for (const listener of listeners) listener({ seq: last.seq, hash: last.hash }, summary);
     } catch (err) {
       stats.lastError = (err as Error).message;
       const failure = new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record could not be written', {

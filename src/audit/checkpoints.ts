@@ -200,8 +200,8 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     return next;
   }
 
-  options.writer.onCommit((head, count) => {
-    sinceLast += count;
+  options.writer.onCommit((head, batch) => {
+    sinceLast += batch.count;
     if (sinceLast < options.everyRecords) return;
     sinceLast = 0;
     enqueue(() => Promise.resolve(head)).catch(() => {});

@@ -20,8 +20,8 @@ async function withTimeout(check: () => Promise<unknown>): Promise<CheckResult> 
   }
 }
 
-/** `GET /healthz`: the process answers. `GET /readyz`: it can serve logins (database, Redis, audit writer). */
-export function healthRoutes(deps: Pick<Services, 'db' | 'redis' | 'writer'>): Router {
+/** `GET /healthz`: the process answers. `GET /readyz`: it can serve logins (database, Redis, audit writer). `GET /metrics`: Prometheus. */
+export function healthRoutes(deps: Pick<Services, 'db' | 'redis' | 'writer' | 'metrics'>): Router {
   const router = Router();
 
   router.get('/healthz', (_req, res) => {
@@ -42,6 +42,10 @@ export function healthRoutes(deps: Pick<Services, 'db' | 'redis' | 'writer'>): R
     };
     const ready = Object.values(checks).every((c) => c !== 'failing');
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks });
+  });
+
+  router.get('/metrics', async (_req, res) => {
+    res.type(deps.metrics.contentType).send(await deps.metrics.metrics());
   });
 
   return router;

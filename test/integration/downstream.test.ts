@@ -21,10 +21,10 @@ async function startDownstream(jwksUrl: string): Promise<{ url: string; child: C
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const port = await new Promise<number>((resolve, reject) => {
     child.on('exit', (code) => reject(new Error(`downstream exited ${code}: ${stderr}`)));
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       const line = d.toString().split('\n').find((l) => l.includes('"listening"'));
       if (line) resolve((JSON.parse(line) as { port: number }).port);
     });

@@ -1,0 +1,216 @@
+import { Router } from 'express';
+
+type Schema = Record<string, unknown>;
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const str: Schema = { type: 'string' };
+const nullableStr: Schema = { type: ['string', 'null'] };
+const int: Schema = { type: 'integer' };
+const strings: Schema = { type: 'array', items: str };
+const obj = (properties: Record<string, Schema>, required: string[] = Object.keys(properties), additional = false): Schema => ({
+  type: 'object',
+  properties,
+  required,
+  additionalProperties: additional,
+});
+
+const schemas: Record<string, Schema> = {
+  Problem: obj(
+    {
+      type: str,
+      title: str,
+      status: int,
+      code: str,
+      detail: str,
+      fields: strings,
+      mfa_token: str,
+    },
+    ['type', 'title', 'status', 'code'],
+  ),
+  Tokens: obj(
+    {
+      access_token: str,
+      token_type: { const: 'Bearer' },
+      expires_in: int,
+      refresh_token: { type: 'string', description: 'Absent when delivered in the __Host-authtrail_refresh cookie.' },
+      refresh_expires_in: int,
+    },
+    ['access_token', 'token_type', 'expires_in', 'refresh_expires_in'],
+  ),
+  Health: obj({ status: { const: 'ok' } }),
+  Ready: obj({
+    status: { enum: ['ready', 'not_ready'] },
+    checks: obj({ database: { enum: ['ok', 'failing'] }, redis: { enum: ['ok', 'embedded', 'failing'] }, audit_writer: { enum: ['ok', 'failing'] } }),
+  }),
+  Jwks: obj({ keys: { type: 'array', items: obj({ kty: str, kid: str, alg: { enum: ['ES256', 'RS256'] }, use: { const: 'sig' } }, ['kty', 'kid', 'alg', 'use'], true) } }),
+  Role: { enum: ['user', 'security', 'admin'] },
+  UserCreated: obj({ id: str, username: str, roles: { type: 'array', items: ref('Role') } }),
+  User: obj({ id: str, username: str, roles: { type: 'array', items: ref('Role') }, status: { enum: ['active', 'disabled'] }, mfa_enabled: { type: 'boolean' } }),
+  UserPage: obj({
+    items: { type: 'array', items: obj({ id: str, username: str, roles: { type: 'array', items: ref('Role') }, status: str, mfa_enabled: { type: 'boolean' }, created_at: str }) },
+    next_cursor: nullableStr,
+  }),
+  AuditEvent: obj({
+    seq: int,
+    event_id: str,
+    occurred_at: { type: 'string', description: 'UTC, microseconds: YYYY-MM-DDTHH:MM:SS.ffffffZ' },
+    event_type: str,
+    outcome: { enum: ['success', 'failure'] },
+    reason: nullableStr,
+    username: nullableStr,
+    user_id: nullableStr,
+    ip: nullableStr,
+    user_agent: nullableStr,
+    device_id: nullableStr,
+    mfa_method: { enum: ['none', 'totp', 'recovery_code', null] },
+    session_id: nullableStr,
+    request_id: nullableStr,
+    actor_id: nullableStr,
+    details: { type: ['object', 'null'] },
+  }),
+  EventPage: obj({ items: { type: 'array', items: ref('AuditEvent') }, next_cursor: nullableStr }),
+  Summary: obj({
+    from: str,
+    to: str,
+    bucket: { enum: ['hour', 'day'] },
+    buckets: { type: 'array', items: obj({ start: str, success: int, failure: int }) },
+    top_failing_ips: { type: 'array', items: obj({ ip: str, failures: int }) },
+    most_targeted_usernames: { type: 'array', items: obj({ username: str, distinct_ips: int, failures: int }) },
+    spraying_ips: { type: 'array', items: obj({ ip: str, distinct_usernames: int, failures: int }) },
+  }),
+  Lockout: obj({ username: str, failures: int, locked_since: str, locked_until: str, lock_count: int }),
+  LockoutList: obj({ items: { type: 'array', items: ref('Lockout') }, degraded: { type: 'boolean' } }),
+  VerifyResult: obj(
+    { valid: { type: 'boolean' }, checked: int, head_seq: int, first_invalid_seq: int, problem: str, detail: str, checkpoints_checked: int, from_seq: int },
+    ['valid', 'checked', 'head_seq', 'checkpoints_checked', 'from_seq'],
+  ),
+  CheckpointList: obj({ items: { type: 'array', items: obj({ seq: int, hash: str, signed_at: str, key_id: str, signature: str }) }, trusted_key_ids: strings }),
+  Enrollment: obj({ secret: str, otpauth_uri: str }),
+  RecoveryCodes: obj({ recovery_codes: strings }),
+  RevokedSessions: obj({ revoked_sessions: int }),
+};
+
+const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: ref('Problem') } } });
+const json = (name: string, description = 'OK') => ({ description, content: { 'application/json': { schema: ref(name) } } });
+const noContent = { description: 'No content' };
+const body = (properties: Record<string, Schema>, required: string[] = Object.keys(properties)) => ({
+  required: true,
+  content: { 'application/json': { schema: obj(properties, required) } },
+});
+const bearer = [{ bearer: [] }];
+const adminErrors = { 400: problem('Invalid request'), 401: problem('No valid access token'), 403: problem('Role or second factor missing'), 404: problem('No such user') };
+const readErrors = { 400: problem('Invalid filter'), 401: problem('No valid access token'), 403: problem('Role security or admin required') };
+const idParam = [{ name: 'id', in: 'path', required: true, schema: str }];
+const usernameParam = [{ name: 'username', in: 'path', required: true, schema: str }];
+const q = (name: string, schema: Schema = str, description?: string) => ({ name, in: 'query', required: false, schema, ...(description ? { description } : {}) });
+
+/** The OpenAPI 3.1 description of every route; `test/integration/openapi.test.ts` holds it to the real app. */
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'authtrail', version: '0.1.0', description: 'Authentication gateway with a tamper-evident audit trail. Errors are RFC 9457 problem+json with a stable code.' },
+    components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    paths: {
+      '/login': {
+        post: {
+          summary: 'Log in with username and password (and optionally a TOTP code)',
+          requestBody: body({ username: str, password: str, otp: str }, ['username', 'password']),
+          responses: {
+            200: json('Tokens'),
+            400: problem('invalid_request'),
+            401: problem('invalid_credentials, or mfa_required with mfa_token, or invalid_mfa'),
+            413: problem('payload_too_large'),
+            415: problem('unsupported_media_type'),
+            429: problem('account_locked or too_many_attempts, with Retry-After'),
+            503: problem('audit_unavailable or service_unavailable'),
+          },
+        },
+      },
+      '/login/mfa': {
+        post: {
+          summary: 'Complete a two-step login with a TOTP or recovery code',
+          requestBody: body({ mfa_token: str, otp: str, recovery_code: str }, ['mfa_token']),
+          responses: { 200: json('Tokens'), 400: problem('invalid_request'), 401: problem('invalid_mfa'), 429: problem('account_locked or too_many_attempts'), 503: problem('audit_unavailable') },
+        },
+      },
+      '/refresh': {
+        post: {
+          summary: 'Rotate a refresh token (body, or the refresh cookie with an allowed Origin)',
+          requestBody: { required: false, content: { 'application/json': { schema: obj({ refresh_token: str }, []) } } },
+          responses: { 200: json('Tokens'), 401: problem('invalid_refresh_token'), 503: problem('audit_unavailable') },
+        },
+      },
+      '/logout': {
+        post: {
+          summary: 'Revoke the session of a refresh token',
+          requestBody: { required: false, content: { 'application/json': { schema: obj({ refresh_token: str }, []) } } },
+          responses: { 204: noContent, 503: problem('audit_unavailable') },
+        },
+      },
+      '/.well-known/jwks.json': { get: { summary: 'Public keys of every token that may still be valid', responses: { 200: { description: 'JWK Set', content: { 'application/jwk-set+json': { schema: ref('Jwks') } } } } } },
+      '/healthz': { get: { summary: 'Liveness', responses: { 200: json('Health') } } },
+      '/readyz': { get: { summary: 'Readiness: database, Redis, audit writer', responses: { 200: json('Ready'), 503: json('Ready', 'Not ready') } } },
+      '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: str } } } } } },
+      '/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } },
+      '/mfa/totp/enroll': { post: { summary: 'Start TOTP enrollment', security: bearer, responses: { 200: json('Enrollment'), 401: problem('No valid access token'), 409: problem('mfa_already_enabled') } } },
+      '/mfa/totp/confirm': { post: { summary: 'Confirm TOTP enrollment with a code', security: bearer, requestBody: body({ otp: str }), responses: { 200: json('RecoveryCodes'), 400: problem('invalid_request or invalid_mfa'), 401: problem('No valid access token'), 429: problem('account_locked') } } },
+      '/mfa/totp/disable': { post: { summary: 'Disable TOTP (a current code required)', security: bearer, requestBody: body({ otp: str }), responses: { 204: noContent, 400: problem('invalid_request or invalid_mfa'), 401: problem('No valid access token'), 429: problem('account_locked') } } },
+      '/mfa/recovery-codes': { post: { summary: 'Replace the recovery codes (a current code required)', security: bearer, requestBody: body({ otp: str }), responses: { 200: json('RecoveryCodes'), 400: problem('invalid_request or invalid_mfa'), 401: problem('No valid access token'), 429: problem('account_locked') } } },
+      '/me/password': { post: { summary: 'Change the own password; revokes every session', security: bearer, requestBody: body({ current_password: str, new_password: str }), responses: { 204: noContent, 400: problem('invalid_request or invalid_credentials'), 401: problem('No valid access token'), 429: problem('account_locked') } } },
+      '/admin/users': {
+        get: { summary: 'List and search users', security: bearer, parameters: [q('q'), q('status', { enum: ['active', 'disabled'] }), q('role', ref('Role')), q('limit', int), q('cursor')], responses: { 200: json('UserPage'), ...readErrors } },
+        post: {
+          summary: 'Create a user',
+          security: bearer,
+          requestBody: body({ username: str, password: str, roles: { type: 'array', items: ref('Role') } }, ['username', 'password']),
+          responses: { 201: json('UserCreated', 'Created'), ...adminErrors, 409: problem('username_taken') },
+        },
+      },
+      '/admin/users/{id}': { get: { summary: 'One user', security: bearer, parameters: idParam, responses: { 200: json('User'), ...adminErrors } } },
+      '/admin/users/{id}/disable': { post: { summary: 'Disable a user and revoke their sessions', security: bearer, parameters: idParam, responses: { 200: json('User'), ...adminErrors } } },
+      '/admin/users/{id}/enable': { post: { summary: 'Enable a user', security: bearer, parameters: idParam, responses: { 200: json('User'), ...adminErrors } } },
+      '/admin/users/{id}/roles': { put: { summary: 'Set roles', security: bearer, parameters: idParam, requestBody: body({ roles: { type: 'array', items: ref('Role') } }), responses: { 200: json('User'), ...adminErrors } } },
+      '/admin/users/{id}/password': { post: { summary: 'Reset the password; revokes every session', security: bearer, parameters: idParam, requestBody: body({ password: str }), responses: { 204: noContent, ...adminErrors } } },
+      '/admin/users/{id}/mfa/reset': { post: { summary: 'Turn MFA off for a user', security: bearer, parameters: idParam, responses: { 200: json('User'), ...adminErrors } } },
+      '/admin/users/{id}/sessions/revoke': { post: { summary: 'Revoke every session of a user', security: bearer, parameters: idParam, responses: { 200: json('RevokedSessions'), ...adminErrors } } },
+      '/admin/login-events': {
+        get: {
+          summary: 'Login history, newest first; Accept application/x-ndjson or text/csv exports the whole result',
+          security: bearer,
+          parameters: [
+            q('username'), q('user_id'), q('ip', str, 'An address or a CIDR block'), q('event_type'), q('outcome', { enum: ['success', 'failure'] }), q('device_id'),
+            q('from', str, 'RFC 3339, inclusive'), q('to', str, 'RFC 3339, exclusive'), q('limit', int, 'At most 1000'), q('cursor', str, 'next_cursor of the previous page'),
+          ],
+          responses: {
+            200: {
+              description: 'A page, or an export',
+              content: { 'application/json': { schema: ref('EventPage') }, 'application/x-ndjson': { schema: str }, 'text/csv': { schema: str } },
+            },
+            ...readErrors,
+          },
+        },
+      },
+      '/admin/login-events/summary': {
+        get: { summary: 'Counts for dashboards', security: bearer, parameters: [q('from'), q('to'), q('bucket', { enum: ['hour', 'day'] }), q('top', int)], responses: { 200: json('Summary'), ...readErrors } },
+      },
+      '/admin/lockouts': { get: { summary: 'Current lockouts', security: bearer, responses: { 200: json('LockoutList'), ...readErrors } } },
+      '/admin/lockouts/{username}': {
+        get: { summary: 'One lockout', security: bearer, parameters: usernameParam, responses: { 200: json('Lockout'), ...readErrors, 404: problem('Not locked') } },
+        delete: { summary: 'Unlock', security: bearer, parameters: usernameParam, responses: { 204: noContent, ...readErrors } },
+      },
+      '/admin/audit/verify': {
+        get: { summary: 'Verify the chain (from the last verified checkpoint, or full=true)', security: bearer, parameters: [q('full', { enum: ['true', 'false'] })], responses: { 200: json('VerifyResult'), ...readErrors } },
+      },
+      '/admin/audit/checkpoints': { get: { summary: 'Signed checkpoints, newest first', security: bearer, parameters: [q('limit', int)], responses: { 200: json('CheckpointList'), ...readErrors } } },
+    },
+  };
+}
+
+export function openApiRoutes(): Router {
+  const document = JSON.stringify(openApiDocument());
+  const router = Router();
+  router.get('/openapi.json', (_req, res) => {
+    res.type('application/json').set('Cache-Control', 'public, max-age=300').send(document);
+  });
+  return router;
+}

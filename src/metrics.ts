@@ -1,0 +1,66 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ChainWriter } from './audit/chain-writer.js';
+import type { LockoutService } from './lockout/lockout-service.js';
+
+/**
+ * Prometheus metrics (`GET /metrics`): decisions by event type and outcome, current lockouts,
+ * audit batch size and commit latency, the chain head, and whether Redis has failed over.
+ * One registry per app, so several apps in one process (tests) do not collide.
+ */
+export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutService }): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'authtrail_' });
+
+  const events = new Counter({
+    name: 'authtrail_audit_events_total',
+    help: 'Audit records committed, by event type and outcome (every authentication decision is one).',
+    labelNames: ['event_type', 'outcome'] as const,
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: 'authtrail_audit_batch_size',
+    help: 'Records per group-commit transaction.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers: [registry],
+  });
+  const commitSeconds = new Histogram({
+    name: 'authtrail_audit_commit_seconds',
+    help: 'Time to append and commit one batch of audit records.',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const head = new Gauge({ name: 'authtrail_audit_chain_head_seq', help: 'seq of the last record this instance committed.', registers: [registry] });
+
+  deps.writer.onCommit((committedHead, batch) => {
+    for (const r of batch.records) events.inc({ event_type: r.eventType, outcome: r.outcome });
+    batchSize.observe(batch.count);
+    commitSeconds.observe(batch.durationMs / 1000);
+    head.set(committedHead.seq);
+  });
+
+  new Gauge({
+    name: 'authtrail_lockouts_current',
+    help: 'Accounts locked right now.',
+    registers: [registry],
+    async collect() {
+      this.set((await deps.lockout.list().catch(() => [])).length);
+    },
+  });
+  new Gauge({
+    name: 'authtrail_redis_degraded',
+    help: '1 while lockout counters run on this instance because Redis failed.',
+    registers: [registry],
+    collect() {
+      this.set(deps.lockout.degraded ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'authtrail_audit_queue_length',
+    help: 'Audit records waiting for their transaction.',
+    registers: [registry],
+    collect() {
+      this.set(deps.writer.stats().queued);
+    },
+  });
+  return registry;
+}
