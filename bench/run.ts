@@ -1,7 +1,9 @@
 // `npm run bench`: every figure is printed next to a bound measured in the same run on the same machine.
 import { benchAudit } from './audit.js';
 import { benchLogin } from './login.js';
+import { benchSecurity } from './security.js';
 
 console.log(`authtrail benchmarks — node ${process.version}, ${new Date().toISOString()}`);
 await benchAudit();
 await benchLogin();
+await benchSecurity();

@@ -127,6 +127,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
     return inFlight;
   }
 
+  /** The cached key when it is fresh: no await on the hot path. */
+  function cachedKey(kid: string): CachedKey | undefined {
+    return fetchedAt !== 0 && Date.now() - fetchedAt <= maxAgeMs ? keys.get(kid) : undefined;
+  }
+
   async function keyFor(kid: string): Promise<CachedKey> {
     if (fetchedAt === 0 || Date.now() - fetchedAt > maxAgeMs) await refresh().catch((err: unknown) => {
       if (keys.size === 0) throw err;
@@ -140,15 +145,20 @@ export function createVerifier(options: VerifierOptions): Verifier {
     return found;
   }
 
-  async function verify(token: string): Promise<AccessTokenClaims> {
-    const decoded = jwt.decode(token, { complete: true });
-    if (!decoded || typeof decoded.payload === 'string') throw new VerifierError('ERR_TOKEN_MALFORMED', 'not a JWS with a JSON payload');
-    const { header } = decoded;
-    if (header.typ !== ACCESS_TOKEN_TYPE) throw new VerifierError('ERR_TOKEN_TYP', `typ must be ${ACCESS_TOKEN_TYPE}`);
-    if (!algorithms.includes(header.alg as Algorithm)) throw new VerifierError('ERR_TOKEN_ALG', `alg ${header.alg} is not accepted`);
-    if (!header.kid) throw new VerifierError('ERR_TOKEN_KID', 'kid is required');
-    const { key, alg } = await keyFor(header.kid);
-    if (header.alg !== alg) throw new VerifierError('ERR_TOKEN_ALG', 'alg does not match the key');
+  /** Only the protected header is read before the signature check; jsonwebtoken decodes the rest once. */
+  function readHeader(token: string): { alg?: unknown; typ?: unknown; kid?: unknown } {
+    const dot = token.indexOf('.');
+    try {
+      const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as unknown;
+      if (dot > 0 && header && typeof header === 'object') return header;
+    } catch {
+      // fall through
+    }
+    throw new VerifierError('ERR_TOKEN_MALFORMED', 'not a JWS with a JSON header');
+  }
+
+  function checkSignedToken(token: string, { key, alg }: CachedKey, headerAlg: unknown): AccessTokenClaims {
+    if (headerAlg !== alg) throw new VerifierError('ERR_TOKEN_ALG', 'alg does not match the key');
     let payload: jwt.JwtPayload;
     try {
       payload = jwt.verify(token, key, {
@@ -168,6 +178,21 @@ export function createVerifier(options: VerifierOptions): Verifier {
       throw new VerifierError('ERR_TOKEN_CLAIMS', 'sub, sid, roles and amr are required');
     }
     return claims as AccessTokenClaims;
+  }
+
+  /** Checks the header, finds the key (synchronously when cached), then the signature and claims. */
+  function verifyToken(token: string): AccessTokenClaims | Promise<AccessTokenClaims> {
+    const header = readHeader(token);
+    if (header.typ !== ACCESS_TOKEN_TYPE) throw new VerifierError('ERR_TOKEN_TYP', `typ must be ${ACCESS_TOKEN_TYPE}`);
+    if (!algorithms.includes(header.alg as Algorithm)) throw new VerifierError('ERR_TOKEN_ALG', `alg ${String(header.alg)} is not accepted`);
+    if (typeof header.kid !== 'string' || header.kid === '') throw new VerifierError('ERR_TOKEN_KID', 'kid is required');
+    const cached = cachedKey(header.kid);
+    if (cached) return checkSignedToken(token, cached, header.alg);
+    return keyFor(header.kid).then((key) => checkSignedToken(token, key, header.alg));
+  }
+
+  async function verify(token: string): Promise<AccessTokenClaims> {
+    return verifyToken(token);
   }
 
   return {
@@ -190,17 +215,24 @@ export function createVerifier(options: VerifierOptions): Verifier {
           refuse(401, 'invalid_request');
           return;
         }
-        verify(match[1]!).then(
-          (claims) => {
-            req.auth = claims;
-            next();
-          },
-          (err: unknown) => {
-            if (err instanceof VerifierError && err.code === 'ERR_JWKS_UNAVAILABLE') refuse(503, 'temporarily_unavailable');
-            else if (err instanceof VerifierError) refuse(401, 'invalid_token', err.code === 'ERR_TOKEN_EXPIRED' ? 'The access token expired' : 'The access token is not valid');
-            else next(err);
-          },
-        );
+        const fail = (err: unknown): void => {
+          if (err instanceof VerifierError && err.code === 'ERR_JWKS_UNAVAILABLE') refuse(503, 'temporarily_unavailable');
+          else if (err instanceof VerifierError) refuse(401, 'invalid_token', err.code === 'ERR_TOKEN_EXPIRED' ? 'The access token expired' : 'The access token is not valid');
+          else next(err);
+        };
+        const accept = (claims: AccessTokenClaims): void => {
+          req.auth = claims;
+          next();
+        };
+        let result: AccessTokenClaims | Promise<AccessTokenClaims>;
+        try {
+          result = verifyToken(match[1]!);
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        if (result instanceof Promise) result.then(accept, fail);
+        else accept(result);
       };
     },
   };
