@@ -40,10 +40,12 @@ export interface VerifyOptions {
   startAfter?: { seq: number; hash: Buffer };
 }
 
-interface Finding {
+export interface Finding {
   seq: number;
   problem: ChainProblem;
   detail: string;
+  /** For checkpoint_mismatch: the seq of the checkpoint that disagreed. */
+  checkpointSeq?: number;
 }
 
 interface StoredRow extends ChainRecord {
@@ -51,16 +53,20 @@ interface StoredRow extends ChainRecord {
   hash: Uint8Array;
 }
 
-const SELECT_ROWS = `
+const SELECT_COLUMNS = `
   SELECT seq, event_id::text AS event_id, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, outcome,
          reason, username, user_id::text AS user_id, host(ip) AS ip, user_agent, device_id, mfa_method,
          session_id::text AS session_id, request_id, actor_id::text AS actor_id, details::text AS details,
          prev_hash, hash
     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
 
-/** Streams `audit_log` in `seq` order a page at a time; the next page is fetched while this one is checked. */
+/**
+ * Streams `audit_log` in `seq` order a page at a time; the next page is fetched while this one is
+ * checked. A range's end is applied by the caller: with `seq <= end` in the query, PostgreSQL may
+ * misjudge the range on fresh statistics and sort instead of walking the primary key.
+ */
 async function* streamPages(db: Pick<Queryable, 'query'>, afterSeq: number, pageSize: number): AsyncGenerator<StoredRow[]> {
-  const fetch = (after: number) => db.query<StoredRow>(SELECT_ROWS, [after, pageSize]);
+  const fetch = (after: number) => db.query<StoredRow>(SELECT_COLUMNS, [after, pageSize]);
   let pending = fetch(afterSeq);
   for (;;) {
     const { rows } = await pending;
@@ -145,6 +151,7 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
       const from = walk.lastGoodCheckpoint + 1;
       return {
         seq: from,
+        checkpointSeq: row.seq,
         problem: 'checkpoint_mismatch',
         detail: `the signed checkpoint at seq ${row.seq} does not match the chain; records ${from}..${row.seq} were rewritten`,
       };
@@ -159,50 +166,105 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
   return undefined;
 }
 
-/**
- * Verifies the whole chain: dense `seq`, every `prev_hash` link, every hash, and every signed
- * checkpoint (from the table and the export file). Reports the first bad `seq` and its problem.
- */
-export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyOptions): Promise<VerifyResult> {
+/** Trusted checkpoints (table and export file, signatures checked) and the problems found with them. */
+export async function loadCheckpoints(db: Pick<Queryable, 'query'>, options: Pick<VerifyOptions, 'trustedKeys' | 'checkpointFile'>) {
   const checkpoints = [
     ...(await readCheckpointTable(db)),
     ...(options.checkpointFile ? await readCheckpointFile(options.checkpointFile) : []),
   ];
-  const { trusted, findings } = trustCheckpoints(checkpoints, options.trustedKeys);
+  return trustCheckpoints(checkpoints, options.trustedKeys);
+}
 
-  const start = options.startAfter ?? { seq: 0, hash: GENESIS_HASH };
+/** Where a walk starts: after `seq`, whose stored hash (and prev_hash, for fork detection) are given. */
+export interface WalkStart {
+  seq: number;
+  hash: Buffer;
+  prevHash?: Buffer | undefined;
+}
+
+export interface RangeOutcome {
+  broken: Finding | undefined;
+  checked: number;
+  checkpointsChecked: number;
+  lastGoodCheckpoint: { seq: number; hash: Buffer } | undefined;
+}
+
+/**
+ * Walks the rows after `start.seq` up to `endSeq` (inclusive), checking each against its
+ * predecessor and the trusted checkpoints. A bounded range must end exactly at `endSeq`.
+ */
+export async function walkRange(
+  db: Pick<Queryable, 'query'>,
+  range: { start: WalkStart; endSeq?: number | undefined; trusted: ReadonlyMap<number, Buffer>; batchSize?: number | undefined },
+): Promise<RangeOutcome> {
+  const { start } = range;
   const walk: Walk = {
     expected: start.seq + 1,
     prevHash: start.hash,
-    prevPrevHash: undefined,
+    prevPrevHash: start.prevHash,
     lastGoodCheckpoint: start.seq,
     lastGoodCheckpointHash: undefined,
     checked: 0,
     checkpointsChecked: 0,
   };
   let broken: Finding | undefined;
-  pages: for await (const page of streamPages(db, start.seq, options.batchSize ?? 5000)) {
+  const endSeq = range.endSeq ?? Number.MAX_SAFE_INTEGER;
+  pages: for await (const page of streamPages(db, start.seq, range.batchSize ?? 5000)) {
     for (const row of page) {
-      broken = checkRow(walk, row, trusted);
+      if (row.seq > endSeq) break pages;
+      broken = checkRow(walk, row, range.trusted);
       if (broken) break pages;
     }
   }
+  if (!broken && range.endSeq !== undefined && walk.expected <= range.endSeq) {
+    broken = { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found none up to ${range.endSeq}` };
+  }
+  return {
+    broken,
+    checked: walk.checked,
+    checkpointsChecked: walk.checkpointsChecked,
+    lastGoodCheckpoint: walk.lastGoodCheckpointHash ? { seq: walk.lastGoodCheckpoint, hash: walk.lastGoodCheckpointHash } : undefined,
+  };
+}
 
-  const headSeq = broken ? await readHeadSeq(db) : walk.expected - 1;
-  if (broken) {
-    findings.push(broken);
+/** Combines the findings of one or more walks into the reported result (the lowest bad seq wins). */
+export async function summarizeWalks(
+  db: Pick<Queryable, 'query'>,
+  parts: { findings: Finding[]; outcomes: RangeOutcome[]; trusted: ReadonlyMap<number, Buffer>; walkedThrough: number },
+): Promise<VerifyResult> {
+  const findings = [...parts.findings];
+  const broken = parts.outcomes.map((o) => o.broken).filter((f): f is Finding => f !== undefined);
+  const headSeq = broken.length > 0 ? await readHeadSeq(db) : parts.walkedThrough;
+  if (broken.length > 0) {
+    findings.push(...broken);
   } else {
-    const beyond = Math.min(...[...trusted.keys()].filter((seq) => seq > headSeq));
+    const beyond = Math.min(...[...parts.trusted.keys()].filter((seq) => seq > headSeq));
     if (Number.isFinite(beyond)) {
       findings.push({ seq: headSeq + 1, problem: 'truncated', detail: `a signed checkpoint covers seq ${beyond} but the chain ends at ${headSeq}` });
     }
   }
-
   const first = findings.sort((a, b) => a.seq - b.seq)[0];
-  const result: VerifyResult = { valid: !first, checked: walk.checked, head_seq: headSeq, checkpoints_checked: walk.checkpointsChecked };
+  const result: VerifyResult = {
+    valid: !first,
+    checked: parts.outcomes.reduce((n, o) => n + o.checked, 0),
+    head_seq: headSeq,
+    checkpoints_checked: parts.outcomes.reduce((n, o) => n + o.checkpointsChecked, 0),
+  };
   if (first) Object.assign(result, { first_invalid_seq: first.seq, problem: first.problem, detail: first.detail });
-  else if (walk.lastGoodCheckpointHash) {
-    result.last_verified_checkpoint = { seq: walk.lastGoodCheckpoint, hash: walk.lastGoodCheckpointHash.toString('hex') };
+  else {
+    const last = parts.outcomes.map((o) => o.lastGoodCheckpoint).filter((c) => c !== undefined).at(-1);
+    if (last) result.last_verified_checkpoint = { seq: last.seq, hash: last.hash.toString('hex') };
   }
   return result;
+}
+
+/**
+ * Verifies the whole chain: dense `seq`, every `prev_hash` link, every hash, and every signed
+ * checkpoint (from the table and the export file). Reports the first bad `seq` and its problem.
+ */
+export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyOptions): Promise<VerifyResult> {
+  const { trusted, findings } = await loadCheckpoints(db, options);
+  const start = options.startAfter ?? { seq: 0, hash: GENESIS_HASH };
+  const outcome = await walkRange(db, { start, trusted, batchSize: options.batchSize });
+  return summarizeWalks(db, { findings, outcomes: [outcome], trusted, walkedThrough: start.seq + outcome.checked });
 }

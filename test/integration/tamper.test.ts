@@ -7,6 +7,7 @@ import { GENESIS_HASH, chainHash, type ChainRecord } from '../../src/audit/canon
 import { createChainWriter } from '../../src/audit/chain-writer.js';
 import { createCheckpointer, signCheckpoint, type SigningKey } from '../../src/audit/checkpoints.js';
 import { verifyChain, type VerifyResult } from '../../src/audit/verify-chain.js';
+import { verifyChainParallel } from '../../src/audit/verify-parallel.js';
 import { createLogger } from '../../src/logger.js';
 import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
@@ -46,7 +47,7 @@ async function asSuperuser(database: string, sql: string, params: unknown[] = []
   }
 }
 
-describe('audit chain verifier against tampering (PostgreSQL)', () => {
+for (const mode of ['sequential', 'parallel'] as const) describe(`audit chain verifier against tampering (PostgreSQL, ${mode})`, () => {
   let template: TestDatabase;
   let key: SigningKey & { file: string; dir: string };
   let checkpointFile: string;
@@ -78,12 +79,15 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     return copy;
   }
 
-  const verify = (db: TestDatabase['db'], file = checkpointFile): Promise<VerifyResult> =>
-    verifyChain(db, { trustedKeys: trustOnly(key), checkpointFile: file, batchSize: 7 });
+  /** The verifier under test; parallel mode cuts even this short chain into three ranges. */
+  const verify = (target: Pick<TestDatabase, 'db' | 'url'>, file = checkpointFile): Promise<VerifyResult> => {
+    const options = { trustedKeys: trustOnly(key), checkpointFile: file, batchSize: 7 };
+    return mode === 'sequential' ? verifyChain(target.db, options) : verifyChainParallel(target.db, { ...options, url: target.url, workers: 3, minRecords: 0 });
+  };
 
   it('when the chain is untouched, then it verifies with every checkpoint matched', async () => {
     const copy = await freshCopy();
-    const result = await verify(copy.db);
+    const result = await verify(copy);
     assert.deepEqual({ ...result, last_verified_checkpoint: undefined }, { valid: true, checked: RECORDS, head_seq: RECORDS, checkpoints_checked: 3, last_verified_checkpoint: undefined });
     assert.equal(result.last_verified_checkpoint?.seq, 30);
     // Starting after that checkpoint checks nothing old and still finds the chain intact.
@@ -99,16 +103,17 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
 
   it('when the chain is read with another session time zone, then it still verifies', async () => {
     const copy = await freshCopy();
-    const shifted = copy.open({ params: `options=${encodeURIComponent('-c TimeZone=Pacific/Chatham')}` });
+    const params = `options=${encodeURIComponent('-c TimeZone=Pacific/Chatham')}`;
+    const shifted = copy.open({ params });
     const { rows } = await shifted.query<{ tz: string }>(`SELECT current_setting('TimeZone') AS tz`);
     assert.equal(rows[0]!.tz, 'Pacific/Chatham');
-    assert.equal((await verify(shifted)).valid, true);
+    assert.equal((await verify({ db: shifted, url: `${copy.url}?${params}` })).valid, true);
   });
 
   it('when a field is edited by a superuser, then the first bad seq is that record (hash_mismatch)', async () => {
     const copy = await freshCopy();
     await asSuperuser(copy.name, `UPDATE audit_log SET outcome = 'success' WHERE seq = 14`);
-    const r = await verify(copy.db);
+    const r = await verify(copy);
     assert.equal(r.valid, false);
     assert.equal(r.first_invalid_seq, 14);
     assert.equal(r.problem, 'hash_mismatch');
@@ -117,14 +122,14 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
   it('when a middle record is deleted, then the first bad seq is the missing one (seq_gap)', async () => {
     const copy = await freshCopy();
     await asSuperuser(copy.name, 'DELETE FROM audit_log WHERE seq = 17');
-    const r = await verify(copy.db);
+    const r = await verify(copy);
     assert.deepEqual([r.first_invalid_seq, r.problem], [17, 'seq_gap']);
   });
 
   it('when the tail is deleted with its checkpoints in the table, then the export file reveals the truncation', async () => {
     const copy = await freshCopy();
     await asSuperuser(copy.name, 'DELETE FROM audit_log WHERE seq > 25; DELETE FROM audit_checkpoints WHERE seq > 25');
-    const r = await verify(copy.db);
+    const r = await verify(copy);
     assert.deepEqual([r.first_invalid_seq, r.problem, r.head_seq], [26, 'truncated', 25]);
   });
 
@@ -143,7 +148,7 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     // The rewrite is internally consistent: without checkpoints nothing would show.
     const unsigned = await verifyChain(copy.db, { trustedKeys: new Map(), batchSize: 7 });
     assert.equal(unsigned.problem, 'checkpoint_unknown_key');
-    const r = await verify(copy.db);
+    const r = await verify(copy);
     assert.equal(r.valid, false);
     assert.equal(r.problem, 'checkpoint_mismatch');
     // Records 11..20 lie between the last matching checkpoint (10) and the first mismatching one (20).
@@ -155,7 +160,7 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     const copy = await freshCopy();
     await asSuperuser(copy.name, `UPDATE audit_log SET seq = 1000007 WHERE seq = 7;
       UPDATE audit_log SET seq = 7 WHERE seq = 8; UPDATE audit_log SET seq = 8 WHERE seq = 1000007`);
-    const r = await verify(copy.db);
+    const r = await verify(copy);
     assert.deepEqual([r.first_invalid_seq, r.problem], [7, 'prev_hash_mismatch']);
   });
 
@@ -175,7 +180,7 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [12, forged.event_id, forged.occurred_at, forged.event_type, forged.outcome, forged.username, forged.ip, forged.mfa_method, prev, chainHash(prev, forged)],
     );
-    const r = await verify(copy.db);
+    const r = await verify(copy);
     assert.deepEqual([r.first_invalid_seq, r.problem], [12, 'fork']);
   });
 
@@ -187,7 +192,7 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     await copy.db.query('INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) VALUES ($1, $2, $3, $4, $5)', [
       foreign.seq, foreign.hash, foreign.signedAt, foreign.keyId, foreign.signature,
     ]);
-    const r1 = await verify(copy.db);
+    const r1 = await verify(copy);
     assert.deepEqual([r1.first_invalid_seq, r1.problem], [5, 'checkpoint_unknown_key']);
 
     const copy2 = await freshCopy();
@@ -195,7 +200,7 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     await copy2.db.query('INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) VALUES ($1, $2, $3, $4, $5)', [
       genuine.seq, genuine.hash, '2026-01-01T00:00:00.000001Z', genuine.keyId, genuine.signature,
     ]);
-    const r2 = await verify(copy2.db);
+    const r2 = await verify(copy2);
     assert.deepEqual([r2.first_invalid_seq, r2.problem], [3, 'checkpoint_signature_invalid']);
     fs.rmSync(stranger.dir, { recursive: true, force: true });
   });
