@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.js';
+import type { ChainRecord } from './canonical.js';
 import { sqlTimestamp } from './clock.js';
 
 /** Filters of `GET /admin/login-events` (SPEC §3), already validated. */
@@ -15,25 +16,8 @@ export interface EventFilter {
   to?: string | undefined;
 }
 
-/** One audit record as the security team reads it. */
-export interface EventView {
-  seq: number;
-  event_id: string;
-  occurred_at: string;
-  event_type: string;
-  outcome: string;
-  reason: string | null;
-  username: string | null;
-  user_id: string | null;
-  ip: string | null;
-  user_agent: string | null;
-  device_id: string | null;
-  mfa_method: string | null;
-  session_id: string | null;
-  request_id: string | null;
-  actor_id: string | null;
-  details: unknown;
-}
+/** One audit record as the security team reads it: the hashed fields, `details` parsed. */
+export type EventView = Omit<ChainRecord, 'details'> & { details: unknown };
 
 export const EVENT_COLUMNS: ReadonlyArray<keyof EventView> = [
   'seq', 'event_id', 'occurred_at', 'event_type', 'outcome', 'reason', 'username', 'user_id', 'ip',

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AuditUnavailableError } from '../audit/chain-writer.js';
 import type { MfaMethod } from '../audit/record.js';
 import type { Services } from '../services.js';
-import { issueAccessToken, type Amr } from '../tokens/access-tokens.js';
+import type { Amr } from '../tokens/access-tokens.js';
 import { PASSWORD_MAX_BYTES } from '../users/passwords.js';
 import type { UserRow } from '../users/user-queries.js';
 import { normalizeUsername, usernameProblem } from '../users/usernames.js';
@@ -12,7 +12,7 @@ import { clientInfo } from './client-info.js';
 import { toHttpError } from './error-handler.js';
 import { HttpError, invalidRequest } from './errors.js';
 import { jsonBody } from './json-body.js';
-import { sendTokens } from './token-response.js';
+import { respondWithTokens } from './token-response.js';
 
 const CODE = z.string().max(64);
 const loginBody = z.object({ username: z.string(), password: z.string(), otp: CODE.optional() });
@@ -51,7 +51,7 @@ const degradedDetails = (degraded: boolean): Record<string, unknown> | null => (
  * Wrong passwords and wrong codes count toward the same lockout.
  */
 export function loginRoutes(services: Services): Router {
-  const { config, lockout, passwords, users, writer, mfa } = services;
+  const { lockout, passwords, users, writer, mfa } = services;
 
   const recordFailure = (req: Request, res: Response, reason: string, extra: Record<string, unknown> = {}, eventType = 'login.failed') => {
     const attempt = res.locals.login as Partial<Attempt> | undefined;
@@ -275,18 +275,7 @@ export function loginRoutes(services: Services): Router {
       await services.refreshTokens.revokeFamily(familyId, 'audit_unavailable').catch(() => {});
       throw err;
     }
-    const access = issueAccessToken(services.keys, { ...config.tokens, ttlSeconds: config.tokens.accessTtlSeconds }, {
-      sub: user.id,
-      sid: familyId,
-      amr,
-      roles: user.roles,
-    });
-    sendTokens(req, res, config, {
-      accessToken: access.token,
-      expiresIn: access.expiresIn,
-      refreshToken: issued.token,
-      refreshExpiresIn: issued.expiresIn,
-    });
+    respondWithTokens(req, res, services, { userId: user.id, familyId, amr, roles: user.roles }, issued);
   };
 
   /** Malformed requests (413, 415, unparsable JSON) reach here before any step: record them too. */

@@ -1,11 +1,10 @@
 import { Router, type RequestHandler } from 'express';
 import type { Services } from '../services.js';
-import { issueAccessToken } from '../tokens/access-tokens.js';
 import { isRefreshTokenShaped } from '../tokens/refresh-tokens.js';
 import { recordForRequest } from './audit-request.js';
 import { HttpError } from './errors.js';
 import { optionalJsonBody } from './json-body.js';
-import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './token-response.js';
+import { clearRefreshCookie, presentedRefreshToken, respondWithTokens } from './token-response.js';
 
 const invalidRefreshToken = (): HttpError => new HttpError(401, 'invalid_refresh_token', 'The refresh token is not valid');
 
@@ -46,18 +45,7 @@ export function tokenRoutes(services: Services): Router {
       await refreshTokens.undoRotation(result.previousHash, issued.hash).catch(() => {});
       throw err;
     }
-    const access = issueAccessToken(services.keys, { ...config.tokens, ttlSeconds: config.tokens.accessTtlSeconds }, {
-      sub: session.userId,
-      sid: session.familyId,
-      amr: session.amr,
-      roles: session.roles,
-    });
-    sendTokens(req, res, config, {
-      accessToken: access.token,
-      expiresIn: access.expiresIn,
-      refreshToken: issued.token,
-      refreshExpiresIn: issued.expiresIn,
-    });
+    respondWithTokens(req, res, services, session, issued);
   };
 
   /** 204 whatever was presented: logout never tells whether a token existed. */
