@@ -10,6 +10,7 @@ import { migrate } from './db/migrate.js';
 import { createLockoutService } from './lockout/lockout-service.js';
 import { createMfaService } from './mfa/mfa-service.js';
 import { createSecretBox, loadSecretBoxKey } from './mfa/secret-box.js';
+import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
 import type { Services } from './services.js';
 import { loadKeyStore } from './tokens/keys.js';
@@ -156,12 +157,14 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
 
     const services = createServices(config, logger, { db, writer, redis });
     await bootstrapAdmin(services);
+    const stopMaintenance = startMaintenance(db, logger);
 
     return {
       ...services,
       checkpointer,
       signingKey,
       async close() {
+        stopMaintenance();
         await writer.close();
         await checkpointer.close().catch((err: unknown) => logger.error({ err }, 'final audit checkpoint failed'));
         for (const close of closers) await close();

@@ -12,6 +12,9 @@ import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { ROOT } from '../helpers/processes.js';
+import { createTestGateway } from '../helpers/test-gateway.js';
+import { sweepExpired } from '../../src/maintenance.js';
+import request from 'supertest';
 
 describe('append-only audit tables', () => {
   let t: TestDatabase;
@@ -77,6 +80,27 @@ describe('least-privilege runtime role (docs/runtime-role.sql)', () => {
     assert.equal(result.valid, true);
     assert.equal(result.head_seq, 12);
     fs.rmSync(key.dir, { recursive: true, force: true });
+  });
+
+  it('when the whole gateway runs as that role, then login, refresh, MFA, the security API and the sweep work', async () => {
+    const app = t.open({ user: role });
+    const gw = await createTestGateway({ t: { ...t, db: app }, env: { ADMIN_REQUIRE_MFA: 'false' } });
+    try {
+      const username = `role-user-${crypto.randomBytes(3).toString('hex')}@example.com`;
+      await gw.addUser(username, 'correct horse battery staple', ['admin', 'security']);
+      const tokens = (await request(gw.app).post('/login').send({ username, password: 'correct horse battery staple' }).expect(200)).body as { access_token: string; refresh_token: string };
+      await request(gw.app).post('/refresh').send({ refresh_token: tokens.refresh_token }).expect(200);
+      const auth = { Authorization: `Bearer ${tokens.access_token}` };
+      await request(gw.app).post('/mfa/totp/enroll').set(auth).expect(200);
+      await request(gw.app).get('/admin/login-events').set(auth).expect(200);
+      await request(gw.app).get('/admin/users').set(auth).expect(200);
+      await request(gw.app).get('/admin/audit/verify').set(auth).expect(200);
+      for (let i = 0; i < 5; i++) await request(gw.app).post('/login').send({ username: 'nobody-here', password: 'wrong wrong wrong' }).expect(401);
+      await request(gw.app).delete('/admin/lockouts/nobody-here').set(auth).expect(204);
+      await sweepExpired(app);
+    } finally {
+      await gw.close();
+    }
   });
 
   it('when that role tries to change history, then it lacks the privilege', async () => {
