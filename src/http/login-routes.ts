@@ -1,6 +1,7 @@
 import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import { AuditUnavailableError } from '../audit/chain-writer.js';
+import { recordOrUndo } from '../audit/record-or-undo.js';
 import type { MfaMethod } from '../audit/record.js';
 import type { Services } from '../services.js';
 import type { Amr } from '../tokens/access-tokens.js';
@@ -260,21 +261,20 @@ export function loginRoutes(services: Services): Router {
     attempt.degraded ||= (await lockout.recordSuccess(attempt.account)).degraded;
     const amr: Amr[] = attempt.mfaMethod === 'none' ? ['pwd'] : ['pwd', 'otp'];
     const { familyId, issued } = await services.refreshTokens.startFamily(user.id, amr);
-    try {
-      await recordForRequest(writer, req, res, {
-        eventType: 'login.succeeded',
-        outcome: 'success',
-        username: attempt.username,
-        userId: user.id,
-        mfaMethod: attempt.mfaMethod,
-        sessionId: familyId,
-        details: { amr, ...degradedDetails(attempt.degraded) },
-      });
-    } catch (err) {
+    await recordOrUndo(
+      () =>
+        recordForRequest(writer, req, res, {
+          eventType: 'login.succeeded',
+          outcome: 'success',
+          username: attempt.username,
+          userId: user.id,
+          mfaMethod: attempt.mfaMethod,
+          sessionId: familyId,
+          details: { amr, ...degradedDetails(attempt.degraded) },
+        }),
       // Never disclosed, but revoked anyway: a session without its record must not exist.
-      await services.refreshTokens.revokeFamily(familyId, 'audit_unavailable').catch(() => {});
-      throw err;
-    }
+      () => services.refreshTokens.revokeFamily(familyId, 'audit_unavailable'),
+    );
     respondWithTokens(req, res, services, { userId: user.id, familyId, amr, roles: user.roles }, issued);
   };
 

@@ -1,4 +1,5 @@
 import { Router, type RequestHandler } from 'express';
+import { recordOrUndo } from '../audit/record-or-undo.js';
 import type { Services } from '../services.js';
 import { isRefreshTokenShaped } from '../tokens/refresh-tokens.js';
 import { recordForRequest } from './audit-request.js';
@@ -32,19 +33,18 @@ export function tokenRoutes(services: Services): Router {
       throw invalidRefreshToken();
     }
     const { session, issued } = result;
-    try {
-      await recordForRequest(writer, req, res, {
-        eventType: 'token.refreshed',
-        outcome: 'success',
-        userId: session.userId,
-        sessionId: session.familyId,
-        details: result.viaGrace ? { grace: true } : null,
-      });
-    } catch (err) {
+    await recordOrUndo(
+      () =>
+        recordForRequest(writer, req, res, {
+          eventType: 'token.refreshed',
+          outcome: 'success',
+          userId: session.userId,
+          sessionId: session.familyId,
+          details: result.viaGrace ? { grace: true } : null,
+        }),
       // Not recorded, so not done: the presented token stays the current one.
-      await refreshTokens.undoRotation(result.previousHash, issued.hash).catch(() => {});
-      throw err;
-    }
+      () => refreshTokens.undoRotation(result.previousHash, issued.hash),
+    );
     respondWithTokens(req, res, services, session, issued);
   };
 

@@ -1,5 +1,6 @@
 import type { ChainWriter } from '../audit/chain-writer.js';
 import type { AuditEvent } from '../audit/record.js';
+import { recordOrUndo } from '../audit/record-or-undo.js';
 import { passwordPolicyProblem, type PasswordHasher } from './passwords.js';
 import type { Role, UserQueries, UserRow } from './user-queries.js';
 import { normalizeUsername, usernameProblem } from './usernames.js';
@@ -42,18 +43,17 @@ export async function createUser(
     roles: [...new Set(input.roles)],
   });
   if (!user) return { ok: false, problem: 'username_taken', detail: 'the username is taken' };
-  try {
-    await deps.writer.recordEvent({
-      ...audit,
-      eventType: 'user.created',
-      outcome: 'success',
-      username: user.username,
-      userId: user.id,
-      details: { ...audit.details, roles: user.roles },
-    });
-  } catch (err) {
-    await deps.users.deleteUnrecorded(user.id).catch(() => {});
-    throw err;
-  }
+  await recordOrUndo(
+    () =>
+      deps.writer.recordEvent({
+        ...audit,
+        eventType: 'user.created',
+        outcome: 'success',
+        username: user.username,
+        userId: user.id,
+        details: { ...audit.details, roles: user.roles },
+      }),
+    () => deps.users.deleteUnrecorded(user.id),
+  );
   return { ok: true, user };
 }

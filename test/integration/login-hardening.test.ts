@@ -75,6 +75,19 @@ describe('fail closed when the audit record cannot be written', () => {
     await gw.close();
   });
 
+  it('when the audit writer is down at user creation, then 503 and no unrecorded user remains', async () => {
+    const gw = await createTestGateway({ t });
+    const admin = uniqueName('creator');
+    await gw.addUser(admin, PASSWORD, ['admin']);
+    const token = (await request(gw.app).post('/login').send({ username: admin, password: PASSWORD }).expect(200)).body.access_token as string;
+    await gw.services.writer.close();
+    const username = uniqueName('unrecorded');
+    const res = await request(gw.app).post('/admin/users').set('Authorization', `Bearer ${token}`).send({ username, password: PASSWORD });
+    assert.equal(res.status, 503);
+    assert.equal(await gw.services.users.findByNormalizedUsername(username), undefined);
+    await gw.close();
+  });
+
   it('when the audit writer is down at refresh, then 503 and the presented token stays valid', async () => {
     const gw = await createTestGateway({ t });
     const username = uniqueName('no-audit-refresh');

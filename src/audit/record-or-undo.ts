@@ -1,0 +1,12 @@
+/**
+ * Fail closed: an action already done is undone when its audit record cannot be written, and the
+ * caller then answers 503 instead of success. The undo is best effort; the record's error wins.
+ */
+export async function recordOrUndo(record: () => Promise<unknown>, undo: () => Promise<unknown>): Promise<void> {
+  try {
+    await record();
+  } catch (err) {
+    await undo().catch(() => {});
+    throw err;
+  }
+}
