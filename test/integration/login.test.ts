@@ -74,6 +74,16 @@ describe('POST /login on PostgreSQL and Redis', () => {
     assert.deepEqual(failed.map((r) => r.reason), [...Array(5).fill('wrong_password'), 'account_locked']);
   });
 
+  it('when counters, locks and the lockout index are written to Redis, then every key carries a TTL', async () => {
+    const username = uniqueName('ttl');
+    for (let i = 0; i < 5; i++) await login(gw, username, 'wrong password ttl').expect(401);
+    const redis = gw.services.redis!;
+    const prefix = gw.setup.env.REDIS_KEY_PREFIX!;
+    const keys = await redis.keys(`${prefix}:*`);
+    assert.ok(keys.length >= 4, keys.join(', ')); // attempts, locks, ip, lockout index and entry
+    for (const key of keys) assert.ok((await redis.pttl(key)) > 0, `${key} has a TTL`);
+  });
+
   it('when a success comes between failures, then the count starts again', async () => {
     const username = uniqueName('reset');
     await gw.addUser(username, PASSWORD);
