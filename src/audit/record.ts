@@ -37,6 +37,9 @@ export const FIELD_LIMITS = {
 export const MAX_DETAILS_BYTES = 8192;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A lower-case hyphenated UUID, as PostgreSQL prints one. */
+export const isUuid = (value: string): boolean => UUID.test(value);
 const EVENT_TYPE = /^[a-z][a-z_]*(\.[a-z][a-z_]*)*$/;
 const MFA_METHODS: ReadonlySet<string> = new Set(['none', 'totp', 'recovery_code']);
 

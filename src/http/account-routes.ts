@@ -7,7 +7,7 @@ import { ROLES, type UserRow } from '../users/user-queries.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { recordForRequest } from './audit-request.js';
 import { clientInfo } from './client-info.js';
-import { HttpError, invalidRequest } from './errors.js';
+import { HttpError, invalidRequest, parseInput } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { authOf, requireAuth } from './require-auth.js';
 
@@ -19,12 +19,6 @@ async function currentUser(services: Services, res: Response): Promise<UserRow> 
   const user = await services.users.findById(authOf(res).sub);
   if (!user || user.status !== 'active') throw new HttpError(401, 'unauthorized', 'The account is not active');
   return user;
-}
-
-function parse<T>(schema: z.ZodType<T>, body: unknown, message: string): T {
-  const parsed = schema.safeParse(body);
-  if (!parsed.success) throw invalidRequest(message);
-  return parsed.data;
 }
 
 /**
@@ -58,7 +52,7 @@ export function accountRoutes(services: Services): Router {
 
   /** A current TOTP code of the user: replays and wrong codes are refused and recorded. */
   async function requireCurrentCode(req: Request, res: Response, user: UserRow, action: string): Promise<void> {
-    const { otp } = parse(otpBody, req.body, 'send otp, the current code of the authenticator');
+    const { otp } = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator');
     let result = 'invalid';
     const ok = await guarded(req, res, user, async () => {
       result = await mfa.verifyTotp(user.id, otp);
@@ -85,7 +79,7 @@ export function accountRoutes(services: Services): Router {
 
   const confirmEnrollment: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
-    const { otp } = parse(otpBody, req.body, 'send otp, a code from the authenticator');
+    const { otp } = parseInput(otpBody, req.body, 'send otp, a code from the authenticator');
     let reason = '';
     let codes: string[] = [];
     const ok = await guarded(req, res, user, async () => {
@@ -120,7 +114,7 @@ export function accountRoutes(services: Services): Router {
 
   const changePassword: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
-    const body = parse(passwordChangeBody, req.body, 'send current_password and new_password as strings');
+    const body = parseInput(passwordChangeBody, req.body, 'send current_password and new_password as strings');
     if (Buffer.byteLength(body.current_password) > PASSWORD_MAX_BYTES) throw invalidRequest('the current password is too long');
     const ok = await guarded(req, res, user, async () => (await services.passwords.verify(body.current_password, user.password_hash)).ok);
     if (!ok) {

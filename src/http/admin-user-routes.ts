@@ -1,12 +1,13 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
+import { isUuid } from '../audit/record.js';
 import type { Services } from '../services.js';
 import { createUserAdmin, type ActorContext, type AdminResult } from '../users/user-admin.js';
 import { ROLES, type Role } from '../users/user-queries.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { recordForRequest } from './audit-request.js';
 import { clientInfo } from './client-info.js';
-import { HttpError, invalidRequest } from './errors.js';
+import { HttpError, invalidRequest, parseInput } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { authOf, requireAuth } from './require-auth.js';
 
@@ -21,15 +22,6 @@ const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().max(512).optional(),
 });
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-function parse<T>(schema: z.ZodType<T>, value: unknown, message: string): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    throw invalidRequest(message, { fields: [...new Set(parsed.error.issues.map((i) => i.path.join('.') || 'body'))] });
-  }
-  return parsed.data;
-}
 
 function actorOf(req: Request, res: Response): ActorContext {
   const client = clientInfo(req);
@@ -38,7 +30,7 @@ function actorOf(req: Request, res: Response): ActorContext {
 
 function userId(req: Request): string {
   const id = String(req.params.id).toLowerCase();
-  if (!UUID.test(id)) throw new HttpError(404, 'not_found', 'No such user');
+  if (!isUuid(id)) throw new HttpError(404, 'not_found', 'No such user');
   return id;
 }
 
@@ -64,7 +56,7 @@ export function adminUserRoutes(services: Services): Router {
   const admin = createUserAdmin(services);
 
   const create: RequestHandler = async (req, res) => {
-    const body = parse(createUserBody, req.body, 'username and password are strings; roles, if given, a list of user, security, admin');
+    const body = parseInput(createUserBody, req.body, 'username and password are strings; roles, if given, a list of user, security, admin');
     const result = await admin.create({ username: body.username, password: body.password, roles: body.roles ?? ['user'] }, actorOf(req, res));
     if (!result.ok) {
       if (result.problem === 'username_taken') throw new HttpError(409, 'username_taken', 'The username is taken');
@@ -74,7 +66,7 @@ export function adminUserRoutes(services: Services): Router {
   };
 
   const list: RequestHandler = async (req, res) => {
-    const query = parse(listQuery, req.query, 'q, status (active, disabled), role, limit (1-1000) and cursor');
+    const query = parseInput(listQuery, req.query, 'q, status (active, disabled), role, limit (1-1000) and cursor');
     let after: string | undefined;
     if (query.cursor) {
       try {
@@ -110,12 +102,12 @@ export function adminUserRoutes(services: Services): Router {
     };
 
   const setRoles: RequestHandler = async (req, res) => {
-    const { roles } = parse(rolesBody, req.body, 'roles is a list of user, security, admin');
+    const { roles } = parseInput(rolesBody, req.body, 'roles is a list of user, security, admin');
     res.json(view(unwrap(await admin.setRoles(userId(req), roles, actorOf(req, res)))));
   };
 
   const resetPassword: RequestHandler = async (req, res) => {
-    const { password } = parse(passwordBody, req.body, 'password is a string');
+    const { password } = parseInput(passwordBody, req.body, 'password is a string');
     unwrap(await admin.resetPassword(userId(req), password, actorOf(req, res)));
     res.status(204).end();
   };

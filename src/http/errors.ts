@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+
 /** Stable `code` values of problem responses; clients switch on these. */
 export type ProblemCode =
   | 'invalid_request'
@@ -50,6 +52,19 @@ export class HttpError extends Error {
     this.headers = options.headers ?? {};
     this.extensions = options.extensions ?? {};
   }
+}
+
+/** The input fields a failed validation names (`body` for the body as a whole). */
+export function fieldsOf(error: z.ZodError): string[] {
+  return [...new Set(error.issues.map((i) => i.path.join('.') || 'body'))];
+}
+
+/** Validates client input; a failure is 400 invalid_request with `fields` naming what was wrong. */
+export function parseInput<T>(schema: z.ZodType<T>, value: unknown, message?: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const fields = fieldsOf(parsed.error);
+  throw invalidRequest(message ?? `invalid ${fields.join(', ')}`, { fields });
 }
 
 export const invalidRequest = (detail: string, extensions?: Record<string, unknown>): HttpError =>

@@ -11,7 +11,7 @@ import { normalizeUsername, usernameProblem } from '../users/usernames.js';
 import { recordForRequest, wasAudited } from './audit-request.js';
 import { clientInfo } from './client-info.js';
 import { toHttpError } from './error-handler.js';
-import { HttpError, invalidRequest } from './errors.js';
+import { HttpError, fieldsOf, invalidRequest } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { respondWithTokens } from './token-response.js';
 
@@ -90,7 +90,7 @@ export function loginRoutes(services: Services): Router {
     const raw = req.body as { username?: unknown } | undefined;
     if (raw && typeof raw.username === 'string') res.locals.login = { username: raw.username };
     if (!parsed.success) {
-      const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.') || 'body'))];
+      const fields = fieldsOf(parsed.error);
       await recordFailure(req, res, 'invalid_request', { fields });
       throw invalidRequest(`username and password must be strings (${fields.join(', ')})`);
     }

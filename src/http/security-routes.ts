@@ -8,7 +8,7 @@ import { verifyChain, type VerifyResult } from '../audit/verify-chain.js';
 import type { Services } from '../services.js';
 import { normalizeUsername, usernameProblem } from '../users/usernames.js';
 import { recordForRequest } from './audit-request.js';
-import { HttpError, invalidRequest } from './errors.js';
+import { HttpError, invalidRequest, parseInput } from './errors.js';
 import { authOf, requireAuth } from './require-auth.js';
 
 const datetime = z.iso.datetime({ offset: true });
@@ -30,15 +30,6 @@ const summaryQuery = z.object({
   bucket: z.enum(['hour', 'day']).default('hour'),
   top: z.coerce.number().int().min(1).max(100).default(10),
 });
-
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const fields = [...new Set(parsed.error.issues.map((i) => i.path.join('.')))];
-    throw invalidRequest(`invalid ${fields.join(', ')}`, { fields });
-  }
-  return parsed.data;
-}
 
 /** An address (`10.0.0.7`, `2001:db8::1`) or a CIDR block (`10.0.0.0/8`, `2001:db8::/32`), normalized. */
 export function parseIpFilter(text: string): EventFilter['ip'] {
@@ -131,7 +122,7 @@ export function securityRoutes(services: Services): Router {
   }
 
   const listEvents: RequestHandler = async (req, res) => {
-    const query = parse(eventsQuery, req.query);
+    const query = parseInput(eventsQuery, req.query);
     const format = req.accepts(['application/json', 'application/x-ndjson', 'text/csv']);
     if (format === 'application/x-ndjson' || format === 'text/csv') {
       await exportEvents(req, res, query, format === 'text/csv' ? 'csv' : 'ndjson');
@@ -149,7 +140,7 @@ export function securityRoutes(services: Services): Router {
   };
 
   const summary: RequestHandler = async (req, res) => {
-    const query = parse(summaryQuery, req.query);
+    const query = parseInput(summaryQuery, req.query);
     const to = query.to ?? new Date().toISOString();
     const from = query.from ?? new Date(Date.parse(to) - 24 * 3600 * 1000).toISOString();
     if (Date.parse(from) >= Date.parse(to)) throw invalidRequest('from must be before to', { fields: ['from', 'to'] });
@@ -222,7 +213,7 @@ export function securityRoutes(services: Services): Router {
   };
 
   const checkpoints: RequestHandler = async (req, res) => {
-    const limit = parse(z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }), req.query).limit;
+    const limit = parseInput(z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }), req.query).limit;
     const { rows } = await db.query<{ seq: number; hash: Uint8Array; signed_at: string; key_id: string; signature: Uint8Array }>(
       `SELECT seq, hash, ${sqlTimestamp('signed_at')} AS signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT $1`,
       [limit],

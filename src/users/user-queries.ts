@@ -1,3 +1,4 @@
+import { sqlTimestamp } from '../audit/clock.js';
 import { normalizeUsername } from './usernames.js';
 import type { Queryable } from '../db/database.js';
 
@@ -63,7 +64,7 @@ export function createUserQueries(db: Pick<Queryable, 'query'>) {
     /** Users by username order, after `after` (keyset), filtered by a substring of the username, status and role. */
     async list(filter: { q?: string | undefined; status?: string | undefined; role?: string | undefined; after?: string | undefined; limit: number }): Promise<UserSummary[]> {
       const { rows } = await db.query<UserSummary>(
-        `SELECT id, username, roles, status, mfa_enabled, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+        `SELECT id, username, roles, status, mfa_enabled, ${sqlTimestamp('created_at')} AS created_at
            FROM users
           WHERE ($1::text IS NULL OR username_normalized LIKE $1)
             AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR $3 = ANY (roles))
