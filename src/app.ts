@@ -13,9 +13,6 @@ import { securityRoutes } from './http/security-routes.js';
 import { tokenRoutes } from './http/token-routes.js';
 import type { Services } from './services.js';
 
-/** What the HTTP layer needs; `runtime.ts` and tests build it. */
-export type AppDeps = Services;
-
 /** Builds the gateway's Express app; it never listens (main.ts and tests do). */
 export function createApp(services: Services): Express {
   const app = express();

@@ -4,7 +4,6 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 
 export type TokenAlgorithm = 'ES256' | 'RS256';
-export const TOKEN_ALGORITHMS: readonly TokenAlgorithm[] = ['ES256', 'RS256'];
 
 /** One signing key; its algorithm follows from its type (P-256 → ES256, RSA ≥ 2048 → RS256). */
 export interface TokenKey {
