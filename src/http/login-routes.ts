@@ -1,6 +1,7 @@
 import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import { AuditUnavailableError } from '../audit/chain-writer.js';
+import { DatabaseUnavailableError } from '../db/database.js';
 import { recordOrUndo } from '../audit/record-or-undo.js';
 import type { MfaMethod } from '../audit/record.js';
 import type { Services } from '../services.js';
@@ -31,6 +32,8 @@ interface Attempt {
   /** A second factor presented in this request, if any. */
   code: { method: Exclude<MfaMethod, 'none'>; value: string } | undefined;
   slot: number;
+  /** The slot's verdict is in: a failure counted, a success reset, or the slot given back. */
+  judged: boolean;
   degraded: boolean;
   user: UserRow | undefined;
   mfaMethod: MfaMethod;
@@ -71,6 +74,7 @@ export function loginRoutes(services: Services): Router {
   async function failAttempt(req: Request, res: Response, reason: string, eventType = 'login.failed'): Promise<void> {
     const attempt = attemptOf(res);
     const outcome = await lockout.recordFailure(attempt.account, attempt.slot, clientInfo(req).ip);
+    attempt.judged = true;
     attempt.degraded ||= outcome.degraded;
     await recordFailure(req, res, reason, { attempt: attempt.slot }, eventType);
     if (outcome.lockStarted) {
@@ -110,6 +114,7 @@ export function loginRoutes(services: Services): Router {
       password,
       code: otp === undefined ? undefined : { method: 'totp', value: otp },
       slot: 0,
+      judged: false,
       degraded: false,
       user: undefined,
       mfaMethod: 'none',
@@ -139,6 +144,7 @@ export function loginRoutes(services: Services): Router {
       password: undefined,
       code,
       slot: 0,
+      judged: false,
       degraded: false,
       user,
       mfaMethod: code.method,
@@ -172,10 +178,7 @@ export function loginRoutes(services: Services): Router {
   const checkPassword: RequestHandler = async (req, res, next) => {
     const attempt = attemptOf(res);
     const password = attempt.password!;
-    const user = await users.findByNormalizedUsername(attempt.account).catch(async (err: unknown) => {
-      await lockout.releaseSlot(attempt.account).catch(() => {});
-      throw err;
-    });
+    const user = await users.findByNormalizedUsername(attempt.account);
     attempt.user = user;
     let reason: string | undefined;
     if (!user) {
@@ -206,6 +209,7 @@ export function loginRoutes(services: Services): Router {
       return;
     }
     await lockout.releaseSlot(attempt.account);
+    attempt.judged = true;
     const token = await mfa.createChallenge({ userId: user.id, username: attempt.username, requestId: clientInfo(req).requestId });
     await recordForRequest(writer, req, res, {
       eventType: 'login.mfa_required',
@@ -259,6 +263,7 @@ export function loginRoutes(services: Services): Router {
     const attempt = attemptOf(res);
     const user = attempt.user!;
     attempt.degraded ||= (await lockout.recordSuccess(attempt.account)).degraded;
+    attempt.judged = true;
     const amr: Amr[] = attempt.mfaMethod === 'none' ? ['pwd'] : ['pwd', 'otp'];
     const { familyId, issued } = await services.refreshTokens.startFamily(user.id, amr);
     await recordOrUndo(
@@ -278,13 +283,24 @@ export function loginRoutes(services: Services): Router {
     respondWithTokens(req, res, services, { userId: user.id, familyId, amr, roles: user.roles }, issued);
   };
 
+  /**
+   * A slot taken by an attempt that then failed for want of the database got no verdict: give it
+   * back, so an outage locks no one. Wrong passwords and codes were counted before any error.
+   */
+  async function releaseUnjudgedSlot(err: unknown, res: Response): Promise<void> {
+    const attempt = res.locals.login as Partial<Attempt> | undefined;
+    if (err instanceof DatabaseUnavailableError && attempt?.account && attempt.slot && !attempt.judged) {
+      await lockout.releaseSlot(attempt.account).catch(() => {});
+    }
+  }
+
   /** Malformed requests (413, 415, unparsable JSON) reach here before any step: record them too. */
   const recordRejectedRequest: ErrorRequestHandler = (err, req, res, next) => {
-    if (wasAudited(res) || err instanceof AuditUnavailableError) {
-      next(err);
-      return;
-    }
-    recordFailure(req, res, toHttpError(err).code).then(
+    const settle = async (): Promise<void> => {
+      await releaseUnjudgedSlot(err, res);
+      if (!wasAudited(res) && !(err instanceof AuditUnavailableError)) await recordFailure(req, res, toHttpError(err).code);
+    };
+    settle().then(
       () => next(err),
       (auditErr: unknown) => next(auditErr),
     );
