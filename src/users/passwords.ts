@@ -19,6 +19,9 @@ function prehash(password: string): string {
   return crypto.createHmac('sha256', PREHASH_KEY).update(password, 'utf8').digest('base64');
 }
 
+/** A bcrypt hash the bcrypt package can check ($2y$ it cannot); group 1 is the cost. */
+const BCRYPT_HASH = /^\$2[ab]\$(\d{2})\$[./A-Za-z0-9]{53}$/;
+
 export interface PasswordCheck {
   ok: boolean;
   /** The stored hash uses a lower cost than configured: store a new one now that the password is known. */
@@ -27,25 +30,45 @@ export interface PasswordCheck {
 
 export interface PasswordHasher {
   hash(password: string): Promise<string>;
+  /** Takes at least as long as a compare at the configured cost, whatever the stored hash. */
   verify(password: string, stored: string): Promise<PasswordCheck>;
   /** Spends the same bcrypt work as a real check, for unknown users, so timing does not reveal them. */
   verifyDummy(password: string): Promise<void>;
 }
 
+/**
+ * The time of a check must not tell an existing user from an unknown one, and an unknown one
+ * costs a compare at the configured cost. So:
+ * - a stored hash below the configured cost (the cost rose and the user has not logged in since)
+ *   is compared alongside a dummy compare at the configured cost; both run in parallel on the
+ *   libuv thread pool, so the answer comes after the slower, configured-cost one;
+ * - a stored hash that is not ours or not a valid bcrypt hash never matches and costs the dummy
+ *   compare, so such accounts look like every other failure;
+ * - a stored hash above the configured cost (the cost was lowered) is compared at its own cost
+ *   and kept: a lowered or mistyped BCRYPT_COST never weakens stored hashes on its own. Those
+ *   accounts answer slower than unknown names until their password is set again.
+ */
 export function createPasswordHasher(cost: number): PasswordHasher {
   const dummy = bcrypt.hashSync(prehash(crypto.randomBytes(16).toString('hex')), cost);
+  const dummyCompare = (digest: string): Promise<boolean> => bcrypt.compare(digest, dummy);
   return {
     async hash(password) {
       return SCHEME + (await bcrypt.hash(prehash(password), cost));
     },
     async verify(password, stored) {
-      if (!stored.startsWith(SCHEME)) return { ok: false, needsRehash: false };
-      const inner = stored.slice(SCHEME.length);
-      const ok = await bcrypt.compare(prehash(password), inner);
-      return { ok, needsRehash: ok && bcrypt.getRounds(inner) < cost };
+      const digest = prehash(password);
+      const inner = stored.startsWith(SCHEME) ? stored.slice(SCHEME.length) : '';
+      const storedCost = BCRYPT_HASH.exec(inner)?.[1];
+      if (storedCost === undefined) {
+        await dummyCompare(digest);
+        return { ok: false, needsRehash: false };
+      }
+      if (Number(storedCost) >= cost) return { ok: await bcrypt.compare(digest, inner), needsRehash: false };
+      const [ok] = await Promise.all([bcrypt.compare(digest, inner), dummyCompare(digest)]);
+      return { ok, needsRehash: ok };
     },
     async verifyDummy(password) {
-      await bcrypt.compare(prehash(password), dummy);
+      await dummyCompare(prehash(password));
     },
   };
 }
