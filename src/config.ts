@@ -18,6 +18,8 @@ const optionalText = z
   .string()
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+/** Empty counts as unset, so a variable copied blank from `.env.example` changes nothing. */
+const optionalBool = z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), bool.optional());
 const postgresUrl = optionalText.refine((v) => v === undefined || /^postgres(ql)?:\/\//.test(v), {
   message: 'must be a postgres:// or postgresql:// URL',
 });
@@ -27,6 +29,8 @@ const redisUrl = optionalText.refine((v) => v === undefined || /^rediss?:\/\//.t
 
 /** Every variable the gateway reads, with its default; `.env.example` documents the same list. */
 const envSchema = z.object({
+  NODE_ENV: optionalText,
+  AUTHTRAIL_EMBEDDED: optionalBool,
   PORT: int(0, 65535).default(3000),
   HOST: z.string().min(1).default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -178,6 +182,38 @@ const list = (value: string | undefined): string[] =>
     .map((p) => p.trim())
     .filter(Boolean);
 
+/** Edits (insert, delete, replace) between two short names, to spot a misspelled variable. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * Embedded mode generates its own keys and serves one instance, so it runs only when nothing says
+ * production: NODE_ENV=production, REDIS_URL (no reason to share counters with a single instance;
+ * most likely DATABASE_URL is missing by mistake) or AUTHTRAIL_EMBEDDED=false. AUTHTRAIL_EMBEDDED=true
+ * overrides the first two. Names only, never values: these may hold passwords.
+ */
+function missingDatabaseProblem(env: NodeJS.ProcessEnv, e: { NODE_ENV?: string; REDIS_URL?: string; AUTHTRAIL_EMBEDDED?: boolean }): string | undefined {
+  if (e.AUTHTRAIL_EMBEDDED === true) return undefined;
+  const reasons: string[] = [];
+  if (e.AUTHTRAIL_EMBEDDED === false) reasons.push('AUTHTRAIL_EMBEDDED=false');
+  if (e.NODE_ENV === 'production') reasons.push('NODE_ENV=production');
+  if (e.REDIS_URL) reasons.push('REDIS_URL is set');
+  if (reasons.length === 0) return undefined;
+  const nearMisses = Object.keys(env).filter((name) => name !== 'DATABASE_URL' && env[name] && editDistance(name.toUpperCase(), 'DATABASE_URL') <= 2);
+  const hint = nearMisses.length > 0 ? ` (${nearMisses.join(', ')} ${nearMisses.length === 1 ? 'is' : 'are'} set: misspelled?)` : '';
+  const optIn = e.AUTHTRAIL_EMBEDDED === false ? '' : '; set AUTHTRAIL_EMBEDDED=true to run the embedded mode (generated keys, one instance) on purpose';
+  return `DATABASE_URL: required when ${reasons.join(' and ')}${hint}${optIn}`;
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {
     for (const v of Object.values(value)) deepFreeze(v);
@@ -188,6 +224,8 @@ function deepFreeze<T>(value: T): T {
 
 /**
  * Reads and validates the environment once; throws {@link ConfigError} naming each bad variable.
+ * Without DATABASE_URL the gateway runs embedded, unless something says production (see
+ * {@link missingDatabaseProblem}): then it refuses to start rather than generate its own keys.
  * Tools that sign nothing (`migrate`, `audit:verify`) pass `requireSigningKeys: false`.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requireSigningKeys?: boolean } = {}): Config {
@@ -202,6 +240,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
   const dataDir = path.resolve(e.DATA_DIR);
 
   const problems: string[] = [];
+  const missingDatabase = e.DATABASE_URL ? undefined : missingDatabaseProblem(env, e);
+  if (missingDatabase) problems.push(missingDatabase);
+  if (e.DATABASE_URL && e.AUTHTRAIL_EMBEDDED === true) {
+    problems.push('AUTHTRAIL_EMBEDDED: true contradicts DATABASE_URL (the embedded mode uses its own database); unset one of them');
+  }
   if (mode === 'production' && requireSigningKeys && !e.AUDIT_SIGNING_KEY_FILE) {
     problems.push('AUDIT_SIGNING_KEY_FILE: required when DATABASE_URL is set (no generated secrets outside embedded mode)');
   }

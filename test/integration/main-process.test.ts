@@ -11,7 +11,7 @@ import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
 import { startGateway } from '../helpers/gateway.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { runTs } from '../helpers/processes.js';
+import { finished, runTs, spawnTs } from '../helpers/processes.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -97,5 +97,28 @@ describe('the gateway process (src/main.ts)', () => {
     });
     assert.equal(run.code, 1);
     assert.match(run.stderr, /failed to start: .*ECONNREFUSED/);
+  });
+});
+
+// Needs no database: the gateway must stop before it opens one.
+describe('the gateway process (src/main.ts) in production without a database', () => {
+  it('when NODE_ENV=production, REDIS_URL is set and DATABASE_URL misspelled, then it exits 1 naming DATABASE_URL, never listens and generates no keys', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-prod-'));
+    try {
+      const child = spawnTs('src/main.ts', [], {
+        NODE_ENV: 'production', REDIS_URL, DATABSE_URL: 'postgres://admin:hunter2@127.0.0.1:5432/x', DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info',
+      });
+      // A gateway that starts anyway is stopped at once, so the test fails instead of hanging.
+      child.stdout?.on('data', (d: Buffer) => d.toString().includes('"msg":"listening"') && child.kill('SIGTERM'));
+      const backstop = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const run = await finished(child).finally(() => clearTimeout(backstop));
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(run.stderr, /^Invalid configuration:\n {2}- DATABASE_URL: required when NODE_ENV=production and REDIS_URL is set \(DATABSE_URL is set: misspelled\?\); set AUTHTRAIL_EMBEDDED=true/);
+      assert.doesNotMatch(run.stderr + run.stdout, /hunter2/);
+      assert.doesNotMatch(run.stdout, /listening|embedded mode/);
+      assert.deepEqual(fs.readdirSync(dataDir), [], 'no database, no generated keys');
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

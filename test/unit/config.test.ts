@@ -77,6 +77,39 @@ describe('configuration', () => {
     );
   });
 
+  it('when NODE_ENV=production, REDIS_URL is set and DATABASE_URL misspelled, then start-up stops naming DATABASE_URL instead of running embedded', () => {
+    const problems = problemsOf({ NODE_ENV: 'production', REDIS_URL: 'redis://cache:6379', DATABSE_URL: 'postgres://admin:hunter2@db/authtrail' });
+    assert.deepEqual(problems.map((p) => p.split(':')[0]), ['DATABASE_URL']);
+    assert.match(problems[0]!, /required when NODE_ENV=production and REDIS_URL is set/);
+    assert.match(problems[0]!, /DATABSE_URL is set: misspelled\?/);
+    assert.match(problems[0]!, /AUTHTRAIL_EMBEDDED=true/);
+    assert.doesNotMatch(problems[0]!, /hunter2/);
+  });
+
+  it('when NODE_ENV=production without DATABASE_URL, then start-up stops: the embedded mode only when asked for', () => {
+    const problems = problemsOf({ NODE_ENV: 'production' });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^DATABASE_URL: required when NODE_ENV=production; set AUTHTRAIL_EMBEDDED=true/);
+    const config = loadConfig({ NODE_ENV: 'production', AUTHTRAIL_EMBEDDED: 'true' });
+    assert.equal(config.mode, 'embedded');
+    assert.equal(config.tokens.generateKey, true);
+  });
+
+  it('when REDIS_URL is set without DATABASE_URL, then start-up stops whatever NODE_ENV says (a misspelling, not a wish for embedded mode)', () => {
+    assert.deepEqual(problemsOf({ REDIS_URL: 'redis://cache:6379' }), [
+      'DATABASE_URL: required when REDIS_URL is set; set AUTHTRAIL_EMBEDDED=true to run the embedded mode (generated keys, one instance) on purpose',
+    ]);
+    assert.equal(loadConfig({ REDIS_URL: 'redis://cache:6379', AUTHTRAIL_EMBEDDED: 'true' }).mode, 'embedded');
+  });
+
+  it('when AUTHTRAIL_EMBEDDED contradicts DATABASE_URL, then the contradiction is named', () => {
+    assert.deepEqual(problemsOf({ AUTHTRAIL_EMBEDDED: 'false' }).map((p) => p.split(':')[0]), ['DATABASE_URL']);
+    const problems = problemsOf({ AUTHTRAIL_EMBEDDED: 'true', DATABASE_URL: 'postgres://db/authtrail', AUDIT_SIGNING_KEY_FILE: 'a', JWT_KEY_FILES: 'j', MFA_ENCRYPTION_KEY_FILE: 'm' });
+    assert.deepEqual(problems.map((p) => p.split(':')[0]), ['AUTHTRAIL_EMBEDDED']);
+    assert.deepEqual(problemsOf({ AUTHTRAIL_EMBEDDED: 'yes' }).map((p) => p.split(':')[0]), ['AUTHTRAIL_EMBEDDED']);
+    assert.equal(loadConfig({ AUTHTRAIL_EMBEDDED: '' }).mode, 'embedded', 'empty, as copied from .env.example, means unset');
+  });
+
   it('when settings contradict each other, then each contradiction is named', () => {
     const problems = problemsOf({
       REFRESH_TOKEN_IDLE_TTL_SECONDS: '7200',
