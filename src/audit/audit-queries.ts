@@ -1,9 +1,11 @@
 import type { Queryable } from '../db/database.js';
+import { normalizeUsername } from '../users/usernames.js';
 import type { ChainRecord } from './canonical.js';
 import { sqlTimestamp } from './clock.js';
 
 /** Filters of `GET /admin/login-events` (SPEC §3), already validated. */
 export interface EventFilter {
+  /** As typed; matched on `account`, normalized by {@link normalizeUsername} like login and lockout. */
   username?: string | undefined;
   userId?: string | undefined;
   /** A host address (`ip = …`) or a CIDR block (`ip <<= …`), normalized. */
@@ -29,16 +31,14 @@ const SELECT = `SELECT seq, event_id::text AS event_id, ${sqlTimestamp('occurred
        request_id, actor_id::text AS actor_id, details::text AS details
   FROM audit_log`;
 
-/** The SQL expression the username index is built on (migration 006). */
-const USERNAME_KEY = 'lower(normalize(btrim(username), NFKC))';
-
 function where(filter: EventFilter, params: unknown[]): string {
   const conditions: string[] = [];
   const add = (sql: (p: string) => string, value: unknown): void => {
     params.push(value);
     conditions.push(sql(`$${params.length}`));
   };
-  if (filter.username !== undefined) add((p) => `${USERNAME_KEY} = lower(normalize(btrim(${p}::text), NFKC))`, filter.username);
+  // Normalized here in JavaScript, never in SQL: PostgreSQL's btrim and lower differ from the gateway's (migration 007).
+  if (filter.username !== undefined) add((p) => `account = ${p}`, normalizeUsername(filter.username));
   if (filter.userId !== undefined) add((p) => `user_id = ${p}::uuid`, filter.userId);
   if (filter.ip?.kind === 'address') add((p) => `ip = ${p}::inet`, filter.ip.value);
   if (filter.ip?.kind === 'block') add((p) => `ip <<= ${p}::inet`, filter.ip.value);
@@ -90,9 +90,9 @@ export interface Summary {
   buckets: Array<{ start: string; success: number; failure: number }>;
   /** Addresses with the most failed logins. */
   top_failing_ips: Array<{ ip: string; failures: number }>;
-  /** Usernames attacked from the most distinct addresses. */
+  /** Accounts (normalized usernames) attacked from the most distinct addresses. */
   most_targeted_usernames: Array<{ username: string; distinct_ips: number; failures: number }>;
-  /** Addresses that tried the most distinct usernames: password spraying. */
+  /** Addresses that tried the most distinct accounts: password spraying. */
   spraying_ips: Array<{ ip: string; distinct_usernames: number; failures: number }>;
 }
 
@@ -115,14 +115,14 @@ export async function summarizeLogins(db: Pick<Queryable, 'query'>, range: { fro
       [...base, range.top],
     ),
     db.query<{ username: string; distinct_ips: number; failures: number }>(
-      `SELECT lower(normalize(btrim(username), NFKC)) AS username, count(DISTINCT ip)::int AS distinct_ips, count(*)::int AS failures
-         FROM audit_log WHERE ${window} AND outcome = 'failure' AND username IS NOT NULL
-        GROUP BY 1 ORDER BY distinct_ips DESC, failures DESC, 1 LIMIT $3`,
+      `SELECT account AS username, count(DISTINCT ip)::int AS distinct_ips, count(*)::int AS failures
+         FROM audit_log WHERE ${window} AND outcome = 'failure' AND account IS NOT NULL
+        GROUP BY account ORDER BY distinct_ips DESC, failures DESC, account LIMIT $3`,
       [...base, range.top],
     ),
     db.query<{ ip: string; distinct_usernames: number; failures: number }>(
-      `SELECT host(ip) AS ip, count(DISTINCT lower(normalize(btrim(username), NFKC)))::int AS distinct_usernames, count(*)::int AS failures
-         FROM audit_log WHERE ${window} AND outcome = 'failure' AND ip IS NOT NULL AND username IS NOT NULL
+      `SELECT host(ip) AS ip, count(DISTINCT account)::int AS distinct_usernames, count(*)::int AS failures
+         FROM audit_log WHERE ${window} AND outcome = 'failure' AND ip IS NOT NULL AND account IS NOT NULL
         GROUP BY ip ORDER BY distinct_usernames DESC, failures DESC, ip LIMIT $3`,
       [...base, range.top],
     ),

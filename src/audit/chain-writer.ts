@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Database, Queryable } from '../db/database.js';
 import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
+import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH, chainHash, type ChainRecord } from './canonical.js';
 import { createMicrosecondClock } from './clock.js';
 import { toChainRecord, type AuditEvent } from './record.js';
@@ -79,9 +80,11 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** `account` is derived from `username` and not hashed (migration 007, docs/audit-chain.md). */
 const COLUMNS = [
   'seq', 'event_id', 'occurred_at', 'event_type', 'outcome', 'reason', 'username', 'user_id', 'ip',
   'user_agent', 'device_id', 'mfa_method', 'session_id', 'request_id', 'actor_id', 'details', 'prev_hash', 'hash',
+  'account',
 ] as const;
 
 function toBuffer(bytes: Uint8Array): Buffer {
@@ -118,6 +121,8 @@ async function appendBatch(tx: Queryable, records: ReadonlyArray<Omit<ChainRecor
       record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason,
       record.username, record.user_id, record.ip, record.user_agent, record.device_id, record.mfa_method,
       record.session_id, record.request_id, record.actor_id, record.details, prev, hash,
+      // The one normalization login and lockout use, so searches by account find every attempt.
+      record.username === null ? null : normalizeUsername(record.username),
     );
     committed.push({ seq, eventId: record.event_id, occurredAt: record.occurred_at, hash });
     prev = hash;

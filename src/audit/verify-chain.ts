@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Queryable } from '../db/database.js';
+import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH, chainHash, type ChainRecord } from './canonical.js';
 import { checkCheckpointSignature, readCheckpointFile, readCheckpointTable, type Checkpoint } from './checkpoints.js';
 import { sqlTimestamp } from './clock.js';
@@ -14,7 +15,8 @@ export type ChainProblem =
   | 'truncated'
   | 'checkpoint_signature_invalid'
   | 'checkpoint_unknown_key'
-  | 'checkpoint_conflict';
+  | 'checkpoint_conflict'
+  | 'account_mismatch';
 
 export interface VerifyResult {
   valid: boolean;
@@ -51,13 +53,15 @@ export interface Finding {
 interface StoredRow extends ChainRecord {
   prev_hash: Uint8Array;
   hash: Uint8Array;
+  /** Derived, not hashed: must equal normalizeUsername(username), NULL when username is NULL. */
+  account: string | null;
 }
 
 const SELECT_COLUMNS = `
   SELECT seq, event_id::text AS event_id, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, outcome,
          reason, username, user_id::text AS user_id, host(ip) AS ip, user_agent, device_id, mfa_method,
          session_id::text AS session_id, request_id, actor_id::text AS actor_id, details::text AS details,
-         prev_hash, hash
+         prev_hash, hash, account
     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
 
 /**
@@ -125,7 +129,12 @@ interface Walk {
   lastGoodCheckpointHash: Buffer | undefined;
   checked: number;
   checkpointsChecked: number;
+  /** The first row whose `account` is not derived from its `username`; the walk goes on, so a lower bad seq found later (a checkpoint mismatch) still wins. */
+  accountMismatch: Finding | undefined;
 }
+
+/** The account key of a stored username, as the chain writer derives it. */
+const accountOf = (username: string | null): string | null => (username === null ? null : normalizeUsername(username));
 
 /** Checks one row against its predecessor and any signed checkpoint; advances the walk when it is sound. */
 function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffer>): Finding | undefined {
@@ -159,6 +168,10 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
     walk.lastGoodCheckpoint = row.seq;
     walk.lastGoodCheckpointHash = storedHash;
   }
+  // `account` is outside the hash, so only this comparison keeps it honest: an edited account would hide a record from searches by account.
+  if (walk.accountMismatch === undefined && row.account !== accountOf(row.username)) {
+    walk.accountMismatch = { seq: row.seq, problem: 'account_mismatch', detail: `the account of record ${row.seq} is not the normalized username` };
+  }
   walk.checked += 1;
   walk.expected = row.seq + 1;
   walk.prevPrevHash = storedPrev;
@@ -184,6 +197,8 @@ export interface WalkStart {
 
 export interface RangeOutcome {
   broken: Finding | undefined;
+  /** The first `account_mismatch` before `broken`, if any: reported like any finding, lowest seq first. */
+  accountMismatch: Finding | undefined;
   checked: number;
   checkpointsChecked: number;
   lastGoodCheckpoint: { seq: number; hash: Buffer } | undefined;
@@ -206,6 +221,7 @@ export async function walkRange(
     lastGoodCheckpointHash: undefined,
     checked: 0,
     checkpointsChecked: 0,
+    accountMismatch: undefined,
   };
   let broken: Finding | undefined;
   const endSeq = range.endSeq ?? Number.MAX_SAFE_INTEGER;
@@ -221,6 +237,7 @@ export async function walkRange(
   }
   return {
     broken,
+    accountMismatch: walk.accountMismatch,
     checked: walk.checked,
     checkpointsChecked: walk.checkpointsChecked,
     lastGoodCheckpoint: walk.lastGoodCheckpointHash ? { seq: walk.lastGoodCheckpoint, hash: walk.lastGoodCheckpointHash } : undefined,
@@ -233,7 +250,7 @@ export async function summarizeWalks(
   parts: { findings: Finding[]; outcomes: RangeOutcome[]; trusted: ReadonlyMap<number, Buffer>; walkedThrough: number },
 ): Promise<VerifyResult> {
   const findings = [...parts.findings];
-  const broken = parts.outcomes.map((o) => o.broken).filter((f): f is Finding => f !== undefined);
+  const broken = parts.outcomes.flatMap((o) => [o.broken, o.accountMismatch]).filter((f): f is Finding => f !== undefined);
   const headSeq = broken.length > 0 ? await readHeadSeq(db) : parts.walkedThrough;
   if (broken.length > 0) {
     findings.push(...broken);
@@ -259,8 +276,9 @@ export async function summarizeWalks(
 }
 
 /**
- * Verifies the whole chain: dense `seq`, every `prev_hash` link, every hash, and every signed
- * checkpoint (from the table and the export file). Reports the first bad `seq` and its problem.
+ * Verifies the whole chain: dense `seq`, every `prev_hash` link, every hash, every signed
+ * checkpoint (from the table and the export file), and that every unhashed `account` is derived
+ * from its `username`. Reports the first bad `seq` and its problem.
  */
 export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyOptions): Promise<VerifyResult> {
   const { trusted, findings } = await loadCheckpoints(db, options);

@@ -16,7 +16,7 @@ export interface RangeTask {
 }
 
 export type RangeReply =
-  | { ok: true; broken: Finding | undefined; checked: number; checkpointsChecked: number; lastGoodCheckpoint: { seq: number; hash: string } | undefined }
+  | { ok: true; broken: Finding | undefined; accountMismatch: Finding | undefined; checked: number; checkpointsChecked: number; lastGoodCheckpoint: { seq: number; hash: string } | undefined }
   | { ok: false; error: string };
 
 /** Under tsx (tests, benchmarks) the worker is TypeScript: register tsx inside it first. */
@@ -32,6 +32,7 @@ function startWorker(task: RangeTask): Promise<RangeOutcome> {
       else
         resolve({
           broken: reply.broken,
+          accountMismatch: reply.accountMismatch,
           checked: reply.checked,
           checkpointsChecked: reply.checkpointsChecked,
           lastGoodCheckpoint: reply.lastGoodCheckpoint ? { seq: reply.lastGoodCheckpoint.seq, hash: Buffer.from(reply.lastGoodCheckpoint.hash, 'hex') } : undefined,

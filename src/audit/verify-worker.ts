@@ -20,6 +20,7 @@ try {
   const reply: RangeReply = {
     ok: true,
     broken: outcome.broken,
+    accountMismatch: outcome.accountMismatch,
     checked: outcome.checked,
     checkpointsChecked: outcome.checkpointsChecked,
     lastGoodCheckpoint: outcome.lastGoodCheckpoint ? { seq: outcome.lastGoodCheckpoint.seq, hash: outcome.lastGoodCheckpoint.hash.toString('hex') } : undefined,

@@ -226,4 +226,41 @@ for (const mode of ['sequential', 'parallel'] as const) describe(`audit chain ve
     assert.equal(down.code, 2);
     assert.match(down.stderr, /could not run/);
   });
+
+  it('when the unhashed account of a record is edited, then the verifier reports that record (account_mismatch)', async () => {
+    // Re-pointing the account would hide the record from searches by account while its hash still matches.
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, `UPDATE audit_log SET account = 'someone-else' WHERE seq = 12`);
+    const r = await verify(copy);
+    assert.deepEqual([r.valid, r.first_invalid_seq, r.problem], [false, 12, 'account_mismatch']);
+    assert.equal(r.checked, RECORDS, 'the walk went on to look for a lower bad seq');
+
+    const cleared = await freshCopy();
+    await asSuperuser(cleared.name, 'UPDATE audit_log SET account = NULL WHERE seq = 23');
+    assert.deepEqual(((c) => [c.first_invalid_seq, c.problem])(await verify(cleared)), [23, 'account_mismatch']);
+
+    const invented = await freshCopy();
+    await asSuperuser(invented.name, `UPDATE audit_log SET username = NULL WHERE seq = 4; UPDATE audit_log SET account = 'carol' WHERE seq = 5`);
+    const both = await verify(invented);
+    assert.deepEqual([both.first_invalid_seq, both.problem], [4, 'hash_mismatch'], 'an edited username is a hash mismatch first');
+  });
+
+  it('when an account and a hashed field are edited in different records, then the lower seq is reported', async () => {
+    const earlyAccount = await freshCopy();
+    await asSuperuser(earlyAccount.name, `UPDATE audit_log SET account = 'x' WHERE seq = 8; UPDATE audit_log SET outcome = 'success' WHERE seq = 14`);
+    assert.deepEqual(((r) => [r.first_invalid_seq, r.problem])(await verify(earlyAccount)), [8, 'account_mismatch']);
+
+    const lateAccount = await freshCopy();
+    await asSuperuser(lateAccount.name, `UPDATE audit_log SET account = 'x' WHERE seq = 22; UPDATE audit_log SET outcome = 'success' WHERE seq = 14`);
+    assert.deepEqual(((r) => [r.first_invalid_seq, r.problem])(await verify(lateAccount)), [14, 'hash_mismatch']);
+  });
+
+  it('when an account is edited, then `npm run audit:verify` exits 1 naming account_mismatch', async () => {
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, `UPDATE audit_log SET account = 'someone-else' WHERE seq = 9`);
+    const env = { DATABASE_URL: copy.url, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile };
+    const run = await runTs('src/cli/audit-verify.ts', [], env);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stdout, /INVALID at seq 9: account_mismatch/);
+  });
 });
