@@ -7,6 +7,7 @@ import { createCheckpointer, loadSigningKey, loadTrustedKeys, type Checkpointer,
 import type { Config } from './config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
+import { createLockHistory } from './lockout/lock-history.js';
 import { createLockoutService } from './lockout/lockout-service.js';
 import { createMfaService } from './mfa/mfa-service.js';
 import { createSecretBox, loadSecretBoxKey } from './mfa/secret-box.js';
@@ -90,6 +91,7 @@ export function createServices(
     config: config.lockout,
     keyPrefix: config.redis.keyPrefix,
     redis,
+    lockHistory: createLockHistory(db),
     onDegraded: (err) => logger.warn({ err: { message: err.message } }, 'lockout store degraded: using this instance\'s counters'),
   });
   return {

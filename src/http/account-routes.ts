@@ -1,30 +1,52 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
-import type { AuditEvent } from '../audit/record.js';
+import type { AuditEvent, MfaMethod } from '../audit/record.js';
+import type { Attempt, AttemptEvent } from '../lockout/attempts.js';
 import type { Services } from '../services.js';
 import { passwordPolicyProblem, PASSWORD_MAX_BYTES } from '../users/passwords.js';
 import { ROLES, type UserRow } from '../users/user-queries.js';
 import { normalizeUsername } from '../users/usernames.js';
+import { releaseUnjudgedAttempt, startAttempt } from './attempt-guard.js';
 import { recordForRequest } from './audit-request.js';
-import { clientInfo } from './client-info.js';
 import { HttpError, invalidRequest, parseInput } from './errors.js';
-import { jsonBody } from './json-body.js';
+import { jsonBody, optionalJsonBody } from './json-body.js';
 import { authOf, requireAuth } from './require-auth.js';
 
-const otpBody = z.object({ otp: z.string().max(64) });
+/** A login at most this old counts as re-authentication; older sessions must present the current password. */
+export const REAUTH_MAX_AGE_SECONDS = 300;
+
+const CURRENT_PASSWORD = z.string().max(4096).optional();
+const OTP = z.string().max(64);
+const enrollBody = z.object({ current_password: CURRENT_PASSWORD });
+const otpBody = z.object({ otp: OTP, current_password: CURRENT_PASSWORD });
 const passwordChangeBody = z.object({ current_password: z.string().max(4096), new_password: z.string().max(4096) });
 
-/** The user behind the token, still active; 401 otherwise (tokens outlive a disable until `exp`). */
+/** The user behind the token (requireAuth has already checked it is active and the session live). */
 async function currentUser(services: Services, res: Response): Promise<UserRow> {
   const user = await services.users.findById(authOf(res).sub);
   if (!user || user.status !== 'active') throw new HttpError(401, 'unauthorized', 'The account is not active');
   return user;
 }
 
+/** What a self-service request must prove, and how its refusals are recorded. */
+interface Proof {
+  /** Event type of this action's refusals, e.g. `mfa.disable_failed`. */
+  failureEventType: string;
+  /** The current password, when presented. */
+  password: string | undefined;
+  /** Whether a recent login is not enough (changing the password always needs the current one). */
+  passwordRequired: boolean;
+  /** The code check of this action, if it has one: undefined when right, else the failure. */
+  checkCode?: () => Promise<{ reason: string; eventType?: string } | undefined>;
+  mfaMethod: MfaMethod;
+}
+
 /**
  * Self-service for a logged-in user (any role): TOTP enrollment, confirmation, disabling,
- * recovery codes, and changing the password. Codes and current passwords checked here count
- * toward the account lockout, so a stolen access token cannot be used to guess them.
+ * recovery codes, and changing the password. A stolen access token alone changes nothing here:
+ * every action re-authenticates (the current password, or a login within
+ * {@link REAUTH_MAX_AGE_SECONDS}), and every password or code checked here is one attempt of the
+ * account's lockout (a success gives its slot back, never resets the count).
  */
 export function accountRoutes(services: Services): Router {
   const { mfa, lockout, writer } = services;
@@ -32,109 +54,136 @@ export function accountRoutes(services: Services): Router {
   const record = (req: Request, res: Response, user: UserRow, event: Omit<AuditEvent, 'username' | 'userId' | 'actorId' | 'ip' | 'userAgent' | 'deviceId' | 'requestId'>) =>
     recordForRequest(writer, req, res, { ...event, username: user.username, userId: user.id, actorId: user.id, sessionId: authOf(res).sid });
 
-  /** Runs `check` holding an attempt slot; a failed check counts as a failure (and may lock). */
-  async function guarded(req: Request, res: Response, user: UserRow, check: () => Promise<boolean>): Promise<boolean> {
-    const account = normalizeUsername(user.username);
-    const slot = await lockout.takeAttemptSlot(account);
-    if (!slot.allowed) {
-      throw new HttpError(429, 'account_locked', 'The account is locked', { headers: { 'Retry-After': String(slot.retryAfterSeconds) } });
+  /**
+   * Re-authenticates the caller and checks the action's code, as one lockout attempt. Throws the
+   * refusal (recorded) when a proof is missing or wrong; returns the attempt's details otherwise.
+   */
+  async function prove(req: Request, res: Response, user: UserRow, proof: Proof): Promise<Record<string, unknown> | null> {
+    const authTime = authOf(res).auth_time;
+    const recent = authTime !== undefined && Date.now() / 1000 - authTime <= REAUTH_MAX_AGE_SECONDS;
+    if (proof.password === undefined && (proof.passwordRequired || !recent)) {
+      await record(req, res, user, { eventType: proof.failureEventType, outcome: 'failure', reason: 'reauthentication_required', mfaMethod: proof.mfaMethod });
+      throw new HttpError(403, 'reauthentication_required', 'Confirm with the current password', {
+        detail: `send current_password (or log in again: a login within ${REAUTH_MAX_AGE_SECONDS} s is enough)`,
+      });
     }
-    if (await check()) {
-      await lockout.recordSuccess(account);
-      return true;
+    if (proof.password === undefined && !proof.checkCode) return null;
+    if (proof.password !== undefined && Buffer.byteLength(proof.password) > PASSWORD_MAX_BYTES) {
+      await record(req, res, user, { eventType: proof.failureEventType, outcome: 'failure', reason: 'invalid_request', mfaMethod: proof.mfaMethod });
+      throw invalidRequest('the current password is too long', { fields: ['current_password'] });
     }
-    const outcome = await lockout.recordFailure(account, slot.slot, clientInfo(req).ip);
-    if (outcome.lockStarted) {
-      await record(req, res, user, { eventType: 'lockout.started', outcome: 'success', reason: 'too_many_failures', details: { ...outcome.lockStarted } });
+    const attempt: Attempt = await startAttempt(lockout, req, res, {
+      account: normalizeUsername(user.username),
+      kind: 'reauthentication',
+      failureEventType: proof.failureEventType,
+      record: (event: AttemptEvent) => record(req, res, user, { ...event, mfaMethod: proof.mfaMethod }),
+    });
+    if (proof.password !== undefined && !(await services.passwords.verify(proof.password, user.password_hash)).ok) {
+      await attempt.fail('wrong_password');
+      throw new HttpError(400, 'invalid_credentials', 'The current password is not right');
     }
-    return false;
+    const wrongCode = await proof.checkCode?.();
+    if (wrongCode) {
+      await attempt.fail(wrongCode.reason, wrongCode.eventType ? { eventType: wrongCode.eventType } : {});
+      throw new HttpError(400, 'invalid_mfa', wrongCode.reason === 'no_enrollment' ? 'No enrollment is pending' : 'The code is not valid');
+    }
+    await attempt.succeed();
+    return attempt.details();
   }
 
-  /** A current TOTP code of the user: replays and wrong codes are refused and recorded. */
-  async function requireCurrentCode(req: Request, res: Response, user: UserRow, action: string): Promise<void> {
-    const { otp } = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator');
-    let result = 'invalid';
-    const ok = await guarded(req, res, user, async () => {
-      result = await mfa.verifyTotp(user.id, otp);
-      return result === 'ok';
-    });
-    if (!ok) {
-      await record(req, res, user, {
-        eventType: result === 'replayed' ? 'mfa.replayed' : `${action}_failed`,
-        outcome: 'failure',
-        reason: result === 'replayed' ? 'otp_replayed' : result === 'not_enabled' ? 'mfa_not_enabled' : 'invalid_otp',
-        mfaMethod: 'totp',
-      });
-      throw new HttpError(400, 'invalid_mfa', 'The code is not valid');
-    }
-  }
+  /** A current code of the user's authenticator: wrong codes and replays are failures. */
+  const currentCode = (userId: string, otp: string) => async () => {
+    const result = await mfa.verifyTotp(userId, otp);
+    if (result === 'ok') return undefined;
+    if (result === 'replayed') return { reason: 'otp_replayed', eventType: 'mfa.replayed' };
+    return { reason: result === 'not_enabled' ? 'mfa_not_enabled' : 'invalid_otp' };
+  };
 
   const startEnrollment: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
+    const body = parseInput(enrollBody, req.body ?? {}, 'current_password, if sent, is a string');
+    const details = await prove(req, res, user, { failureEventType: 'mfa.enrollment_failed', password: body.current_password, passwordRequired: false, mfaMethod: 'totp' });
     const started = await mfa.startEnrollment(user);
-    if (started === 'already_enabled') throw new HttpError(409, 'mfa_already_enabled', 'MFA is already enabled; disable it first');
-    await record(req, res, user, { eventType: 'mfa.enrollment_started', outcome: 'success', mfaMethod: 'totp' });
+    if (started === 'already_enabled') {
+      await record(req, res, user, { eventType: 'mfa.enrollment_failed', outcome: 'failure', reason: 'mfa_already_enabled', mfaMethod: 'totp' });
+      throw new HttpError(409, 'mfa_already_enabled', 'MFA is already enabled; disable it first');
+    }
+    await record(req, res, user, { eventType: 'mfa.enrollment_started', outcome: 'success', mfaMethod: 'totp', details });
     res.set('Cache-Control', 'no-store').json({ secret: started.secret, otpauth_uri: started.otpauthUri });
   };
 
   const confirmEnrollment: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
-    const { otp } = parseInput(otpBody, req.body, 'send otp, a code from the authenticator');
-    let reason = '';
+    const body = parseInput(otpBody, req.body, 'send otp, a code from the authenticator (and current_password unless you logged in within 5 minutes)');
     let codes: string[] = [];
-    const ok = await guarded(req, res, user, async () => {
-      const result = await mfa.confirmEnrollment(user.id, otp);
-      if (result.ok) codes = result.recoveryCodes;
-      else reason = result.reason;
-      return result.ok;
+    const details = await prove(req, res, user, {
+      failureEventType: 'mfa.enrollment_failed',
+      password: body.current_password,
+      passwordRequired: false,
+      mfaMethod: 'totp',
+      checkCode: async () => {
+        const result = await mfa.confirmEnrollment(user.id, body.otp);
+        if (!result.ok) return { reason: result.reason };
+        codes = result.recoveryCodes;
+        return undefined;
+      },
     });
-    if (!ok) {
-      await record(req, res, user, { eventType: 'mfa.enrollment_failed', outcome: 'failure', reason, mfaMethod: 'totp' });
-      throw new HttpError(400, 'invalid_mfa', reason === 'no_enrollment' ? 'No enrollment is pending' : 'The code is not valid');
-    }
-    await record(req, res, user, { eventType: 'mfa.enabled', outcome: 'success', mfaMethod: 'totp', details: { recovery_codes: codes.length } });
+    await record(req, res, user, { eventType: 'mfa.enabled', outcome: 'success', mfaMethod: 'totp', details: { ...details, recovery_codes: codes.length } });
     res.set('Cache-Control', 'no-store').json({ recovery_codes: codes });
   };
 
   const disable: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
-    await requireCurrentCode(req, res, user, 'mfa.disable');
+    const body = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator (and current_password unless you logged in within 5 minutes)');
+    const details = await prove(req, res, user, {
+      failureEventType: 'mfa.disable_failed',
+      password: body.current_password,
+      passwordRequired: false,
+      mfaMethod: 'totp',
+      checkCode: currentCode(user.id, body.otp),
+    });
     await mfa.disable(user.id);
-    await record(req, res, user, { eventType: 'mfa.disabled', outcome: 'success', mfaMethod: 'totp' });
+    await record(req, res, user, { eventType: 'mfa.disabled', outcome: 'success', mfaMethod: 'totp', details });
     res.status(204).end();
   };
 
   const regenerateRecoveryCodes: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
-    await requireCurrentCode(req, res, user, 'mfa.recovery_codes');
+    const body = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator (and current_password unless you logged in within 5 minutes)');
+    const details = await prove(req, res, user, {
+      failureEventType: 'mfa.recovery_codes_failed',
+      password: body.current_password,
+      passwordRequired: false,
+      mfaMethod: 'totp',
+      checkCode: currentCode(user.id, body.otp),
+    });
     const codes = await mfa.regenerateRecoveryCodes(user.id);
-    await record(req, res, user, { eventType: 'mfa.recovery_codes_regenerated', outcome: 'success', mfaMethod: 'totp', details: { recovery_codes: codes.length } });
+    await record(req, res, user, { eventType: 'mfa.recovery_codes_regenerated', outcome: 'success', mfaMethod: 'totp', details: { ...details, recovery_codes: codes.length } });
     res.set('Cache-Control', 'no-store').json({ recovery_codes: codes });
   };
 
   const changePassword: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
     const body = parseInput(passwordChangeBody, req.body, 'send current_password and new_password as strings');
-    if (Buffer.byteLength(body.current_password) > PASSWORD_MAX_BYTES) throw invalidRequest('the current password is too long');
-    const ok = await guarded(req, res, user, async () => (await services.passwords.verify(body.current_password, user.password_hash)).ok);
-    if (!ok) {
-      await record(req, res, user, { eventType: 'user.password_change_failed', outcome: 'failure', reason: 'wrong_password' });
-      throw new HttpError(400, 'invalid_credentials', 'The current password is not right');
-    }
+    const details = await prove(req, res, user, { failureEventType: 'user.password_change_failed', password: body.current_password, passwordRequired: true, mfaMethod: 'none' });
     const problem = passwordPolicyProblem(body.new_password, user.username, services.config.passwords.minLength);
-    if (problem) throw invalidRequest(`the new password is ${problem.replaceAll('_', ' ')} (at least ${services.config.passwords.minLength} characters, not the username)`);
+    if (problem) {
+      await record(req, res, user, { eventType: 'user.password_change_failed', outcome: 'failure', reason: 'password_policy', details: { problem } });
+      throw invalidRequest(`the new password is ${problem.replaceAll('_', ' ')} (at least ${services.config.passwords.minLength} characters, not the username)`);
+    }
     await services.users.updatePasswordHash(user.id, await services.passwords.hash(body.new_password));
     const revoked = await services.refreshTokens.revokeAllForUser(user.id, 'password_changed');
-    await record(req, res, user, { eventType: 'user.password_changed', outcome: 'success', details: { revoked_sessions: revoked } });
+    await record(req, res, user, { eventType: 'user.password_changed', outcome: 'success', details: { ...details, revoked_sessions: revoked } });
     res.status(204).end();
   };
 
   const auth = requireAuth(services, ROLES, { adminRoute: false });
   const router = Router();
-  router.post('/mfa/totp/enroll', auth, startEnrollment);
+  router.post('/mfa/totp/enroll', auth, optionalJsonBody(), startEnrollment);
   router.post('/mfa/totp/confirm', auth, ...jsonBody(), confirmEnrollment);
   router.post('/mfa/totp/disable', auth, ...jsonBody(), disable);
   router.post('/mfa/recovery-codes', auth, ...jsonBody(), regenerateRecoveryCodes);
   router.post('/me/password', auth, ...jsonBody(), changePassword);
+  router.use(['/mfa', '/me'], releaseUnjudgedAttempt);
   return router;
 }

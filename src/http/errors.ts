@@ -19,7 +19,8 @@ export type ProblemCode =
   | 'unauthorized'
   | 'forbidden'
   | 'username_taken'
-  | 'mfa_already_enabled';
+  | 'mfa_already_enabled'
+  | 'reauthentication_required';
 
 export interface HttpErrorOptions {
   detail?: string;

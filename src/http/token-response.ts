@@ -1,9 +1,7 @@
 import type { Request, Response } from 'express';
 import * as cookie from 'cookie';
 import type { Config } from '../config.js';
-import type { Services } from '../services.js';
-import { issueAccessToken, type Amr } from '../tokens/access-tokens.js';
-import type { Role } from '../users/user-queries.js';
+import type { SessionTokens } from '../tokens/sessions.js';
 
 /** Refresh cookie: `__Host-` prefix, so it is Secure, host-only and Path=/. */
 export const REFRESH_COOKIE = '__Host-authtrail_refresh';
@@ -25,39 +23,11 @@ export function presentedRefreshToken(req: Request, config: Config): string | un
   return cookie.parse(req.get('cookie') ?? '')[REFRESH_COOKIE];
 }
 
-interface TokenPair {
-  accessToken: string;
-  expiresIn: number;
-  refreshToken: string;
-  refreshExpiresIn: number;
-}
-
 /**
- * Signs the access token for a session whose refresh token was just issued, and answers with both
- * (SPEC §3 tokens response).
+ * Answers with a session's tokens. For an allowed browser Origin the refresh token goes into an
+ * HttpOnly cookie instead of the body, so page scripts never see it.
  */
-export function respondWithTokens(
-  req: Request,
-  res: Response,
-  services: Pick<Services, 'config' | 'keys'>,
-  session: { userId: string; familyId: string; amr: Amr[]; roles: Role[] },
-  refresh: { token: string; expiresIn: number },
-): void {
-  const { config } = services;
-  const access = issueAccessToken(services.keys, { ...config.tokens, ttlSeconds: config.tokens.accessTtlSeconds }, {
-    sub: session.userId,
-    sid: session.familyId,
-    amr: session.amr,
-    roles: session.roles,
-  });
-  sendTokens(req, res, config, { accessToken: access.token, expiresIn: access.expiresIn, refreshToken: refresh.token, refreshExpiresIn: refresh.expiresIn });
-}
-
-/**
- * For an allowed browser Origin the refresh token goes into an HttpOnly cookie instead of the
- * body, so page scripts never see it.
- */
-function sendTokens(req: Request, res: Response, config: Config, tokens: TokenPair): void {
+export function sendTokens(req: Request, res: Response, config: Config, tokens: SessionTokens): void {
   const viaCookie = cookieOrigin(req, config) !== undefined;
   if (viaCookie) {
     res.cookie(REFRESH_COOKIE, tokens.refreshToken, {

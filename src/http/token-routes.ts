@@ -1,11 +1,11 @@
 import { Router, type RequestHandler } from 'express';
-import { recordOrUndo } from '../audit/record-or-undo.js';
 import type { Services } from '../services.js';
 import { isRefreshTokenShaped } from '../tokens/refresh-tokens.js';
+import { continueSession } from '../tokens/sessions.js';
 import { recordForRequest } from './audit-request.js';
 import { HttpError } from './errors.js';
 import { optionalJsonBody } from './json-body.js';
-import { clearRefreshCookie, presentedRefreshToken, respondWithTokens } from './token-response.js';
+import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './token-response.js';
 
 const invalidRefreshToken = (): HttpError => new HttpError(401, 'invalid_refresh_token', 'The refresh token is not valid');
 
@@ -32,20 +32,17 @@ export function tokenRoutes(services: Services): Router {
       });
       throw invalidRefreshToken();
     }
-    const { session, issued } = result;
-    await recordOrUndo(
-      () =>
-        recordForRequest(writer, req, res, {
-          eventType: 'token.refreshed',
-          outcome: 'success',
-          userId: session.userId,
-          sessionId: session.familyId,
-          details: result.viaGrace ? { grace: true } : null,
-        }),
-      // Not recorded, so not done: the presented token stays the current one.
-      () => refreshTokens.undoRotation(result.previousHash, issued.hash),
+    const { session } = result;
+    const tokens = await continueSession(services, result, () =>
+      recordForRequest(writer, req, res, {
+        eventType: 'token.refreshed',
+        outcome: 'success',
+        userId: session.userId,
+        sessionId: session.familyId,
+        details: result.viaGrace ? { grace: true } : null,
+      }),
     );
-    respondWithTokens(req, res, services, session, issued);
+    sendTokens(req, res, config, tokens);
   };
 
   /** 204 whatever was presented: logout never tells whether a token existed. */

@@ -19,6 +19,13 @@ export interface SlotGranted {
   degraded: boolean;
 }
 
+/** The client address's failure budget allowed this attempt; it holds point `consumed` (0 without an address). */
+export interface IpGranted {
+  allowed: true;
+  consumed: number;
+  degraded: boolean;
+}
+
 /** The attempt is refused before any password work. */
 export interface Refused {
   allowed: false;
@@ -39,13 +46,21 @@ export interface FailureOutcome {
  * limiter takes over per instance and results say `degraded`, so guessing is never unlimited.
  */
 export interface LockoutService {
-  checkIp(ip: string | null): Promise<{ allowed: true; degraded: boolean } | Refused>;
+  /**
+   * Takes one point of the client address's failure budget (IPv6 by /64) atomically, before any
+   * password work, so parallel requests cannot pass the limit. Refused once the budget is spent.
+   */
+  takeIpPoint(ip: string | null): Promise<IpGranted | Refused>;
+  /** Gives an address point back: the attempt did not end in a wrong secret. */
+  returnIpPoint(ip: string | null): Promise<{ degraded: boolean }>;
   /** Takes an attempt slot atomically, before the password is checked. */
   takeAttemptSlot(account: string): Promise<SlotGranted | Refused>;
-  recordFailure(account: string, slot: number, ip: string | null): Promise<FailureOutcome>;
-  recordSuccess(account: string): Promise<{ degraded: boolean }>;
-  /** Gives back a slot whose attempt ended without a password verdict (database down), so outages lock nobody. */
-  releaseSlot(account: string): Promise<void>;
+  /** A wrong secret: the slot stays taken; the last slot starts the lock, the address's last point its block. */
+  recordFailure(account: string, slot: number, ip: { ip: string | null; consumed: number }): Promise<FailureOutcome>;
+  /** A successful login: the account's failure count starts over. */
+  resetFailures(account: string): Promise<{ degraded: boolean }>;
+  /** Gives back a slot whose attempt ended without a wrong secret; never below zero. */
+  releaseSlot(account: string): Promise<{ degraded: boolean }>;
   list(): Promise<LockoutInfo[]>;
   get(account: string): Promise<LockoutInfo | undefined>;
   /** Unlocks: clears the failure count and the lock; true when there was something to clear. */
@@ -74,7 +89,34 @@ async function consume(limiter: RateLimiterAbstract, key: string): Promise<Consu
   }
 }
 
+/**
+ * Gives one point back, never below zero: a key that expired meanwhile is not recreated at −1
+ * (which would let the next cycle evaluate more than its limit).
+ */
+async function giveBack(limiter: RateLimiterAbstract, key: string): Promise<void> {
+  const current = await limiter.get(key);
+  if (!current || current.consumedPoints <= 0) return;
+  const after = await limiter.reward(key, 1);
+  // The key expired between the read and the reward: drop the negative count it left.
+  if (after.consumedPoints < 0) await limiter.delete(key);
+}
+
 const seconds = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
+
+/** One `lockout.started` or `lockout.cleared` record, as the audit log keeps it. */
+export interface LockEvent {
+  eventType: 'lockout.started' | 'lockout.cleared';
+  /** The normalized username. */
+  account: string;
+  occurredAt: string;
+  /** Of `lockout.started`: the lock it recorded. */
+  lock?: LockoutInfo | undefined;
+}
+
+/** A store's lock state could not be restored from the log (the database did not answer). */
+class RestoreError extends Error {
+  override readonly name = 'RestoreError';
+}
 
 export interface LockoutServiceOptions {
   config: Config['lockout'];
@@ -82,6 +124,11 @@ export interface LockoutServiceOptions {
   keyPrefix: string;
   /** Absent: the in-process store only (embedded mode). */
   redis?: Redis | undefined;
+  /**
+   * Lock records of the last `sinceSeconds`, oldest first, from the audit log (the source of truth):
+   * a store that lost its state (Redis restarted or flushed, a new process) gets its locks back.
+   */
+  lockHistory?: ((sinceSeconds: number) => Promise<LockEvent[]>) | undefined;
   onDegraded?: (err: Error) => void;
 }
 
@@ -94,70 +141,169 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
   } satisfies Record<string, Partial<IRateLimiterStoreOptions>>;
 
   type Limiters = Record<keyof typeof definitions, RateLimiterAbstract>;
-  const memory: Limiters = {
-    attempts: new RateLimiterMemory(definitions.attempts),
-    locks: new RateLimiterMemory(definitions.locks),
-    ip: new RateLimiterMemory(definitions.ip),
+  interface Store {
+    limiters: Limiters;
+    index: LockoutIndex;
+    /** Whether the store still holds the locks restored into it. */
+    hasState(): Promise<boolean>;
+    markState(): Promise<void>;
+    restoring?: Promise<void> | undefined;
+  }
+  let memoryRestored = false;
+  const memory: Store = {
+    limiters: {
+      attempts: new RateLimiterMemory(definitions.attempts),
+      locks: new RateLimiterMemory(definitions.locks),
+      ip: new RateLimiterMemory(definitions.ip),
+    },
+    index: createMemoryLockoutIndex(),
+    hasState: () => Promise.resolve(memoryRestored),
+    markState: () => {
+      memoryRestored = true;
+      return Promise.resolve();
+    },
   };
-  const shared: Limiters | undefined = redis
+  const stateKey = `${keyPrefix}:lock-state`;
+  // Every key expires; a marker that does renews itself from the log, which is idempotent.
+  const stateSeconds = Math.max(config.escalationWindowSeconds, config.maxDurationSeconds);
+  const shared: Store | undefined = redis
     ? {
-        attempts: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.attempts }),
-        locks: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.locks }),
-        ip: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.ip }),
+        limiters: {
+          attempts: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.attempts }),
+          locks: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.locks }),
+          ip: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.ip }),
+        },
+        index: createRedisLockoutIndex(redis, keyPrefix, config.maxDurationSeconds),
+        hasState: async () => (await redis.exists(stateKey)) === 1,
+        markState: async () => {
+          await redis.set(stateKey, new Date().toISOString(), 'EX', stateSeconds);
+        },
       }
     : undefined;
-  const memoryIndex = createMemoryLockoutIndex();
-  const sharedIndex = redis ? createRedisLockoutIndex(redis, keyPrefix, config.maxDurationSeconds) : undefined;
   let degraded = false;
-
-  /** Runs against the shared store; on a store error, against this instance's memory instead. */
-  async function resilient<T>(run: (limiters: Limiters, index: LockoutIndex) => Promise<T>): Promise<{ value: T; degraded: boolean }> {
-    if (shared && sharedIndex) {
-      try {
-        const value = await run(shared, sharedIndex);
-        degraded = false;
-        return { value, degraded: false };
-      } catch (err) {
-        if (!(err instanceof Error)) throw err;
-        degraded = true;
-        options.onDegraded?.(err);
-        return { value: await run(memory, memoryIndex), degraded: true };
-      }
-    }
-    return { value: await run(memory, memoryIndex), degraded: false };
-  }
 
   /** Lock length for the n-th lock within the escalation window: doubled each time, capped. */
   const lockSeconds = (lockCount: number): number =>
-    Math.min(config.durationSeconds * 2 ** Math.min(lockCount - 1, 30), config.maxDurationSeconds);
+    Math.min(config.durationSeconds * 2 ** Math.min(Math.max(lockCount, 1) - 1, 30), config.maxDurationSeconds);
+
+  /** Puts the log's current locks and escalation counts into a store that has none. */
+  async function restore(store: Store): Promise<void> {
+    const lookBack = Math.max(config.escalationWindowSeconds, config.maxDurationSeconds);
+    let events: LockEvent[];
+    try {
+      events = await options.lockHistory!(lookBack);
+    } catch (err) {
+      throw new RestoreError('the lock history could not be read', { cause: err });
+    }
+    const now = Date.now();
+    const byAccount = new Map<string, { starts: LockEvent[]; clearedAt: number }>();
+    for (const event of events) {
+      const entry = byAccount.get(event.account) ?? { starts: [], clearedAt: 0 };
+      if (event.eventType === 'lockout.started') entry.starts.push(event);
+      else entry.clearedAt = Date.parse(event.occurredAt);
+      byAccount.set(event.account, entry);
+    }
+    for (const [account, { starts, clearedAt }] of byAccount) {
+      const recent = starts.filter((e) => Date.parse(e.occurredAt) > now - config.escalationWindowSeconds * 1000);
+      if (recent.length > 0) {
+        const left = Date.parse(recent[0]!.occurredAt) + config.escalationWindowSeconds * 1000 - now;
+        await store.limiters.locks.set(account, recent.length, seconds(left));
+      }
+      const last = starts.at(-1)?.lock;
+      const until = last ? Date.parse(last.locked_until) : 0;
+      if (last && until > now && Date.parse(last.locked_since) >= clearedAt) {
+        await store.limiters.attempts.block(account, seconds(until - now));
+        await store.index.add(last);
+      }
+    }
+  }
+
+  /** Restores a store's locks once per loss of state; concurrent callers share one restore. */
+  async function ensureState(store: Store): Promise<void> {
+    if (!options.lockHistory || (await store.hasState())) return;
+    store.restoring ??= restore(store)
+      .then(() => store.markState())
+      .finally(() => {
+        store.restoring = undefined;
+      });
+    await store.restoring;
+  }
+
+  /** Runs against the shared store; on a store error, against this instance's memory instead. */
+  async function resilient<T>(run: (limiters: Limiters, index: LockoutIndex) => Promise<T>, needsState = false): Promise<{ value: T; degraded: boolean }> {
+    const runOn = async (store: Store): Promise<T> => {
+      if (needsState) await ensureState(store);
+      return run(store.limiters, store.index);
+    };
+    if (shared) {
+      try {
+        const value = await runOn(shared);
+        degraded = false;
+        return { value, degraded: false };
+      } catch (err) {
+        if (!(err instanceof Error) || err instanceof RestoreError) throw err instanceof RestoreError ? err.cause : err;
+        degraded = true;
+        options.onDegraded?.(err);
+        try {
+          return { value: await runOn(memory), degraded: true };
+        } catch (memoryErr) {
+          throw memoryErr instanceof RestoreError ? memoryErr.cause : memoryErr;
+        }
+      }
+    }
+    try {
+      return { value: await runOn(memory), degraded: false };
+    } catch (err) {
+      throw err instanceof RestoreError ? err.cause : err;
+    }
+  }
 
   return {
     get degraded() {
       return degraded;
     },
 
-    async checkIp(ip) {
-      if (ip === null) return { allowed: true, degraded: false };
+    async takeIpPoint(ip) {
+      if (ip === null) return { allowed: true, consumed: 0, degraded: false };
       const key = ipLimitKey(ip);
-      const { value, degraded: d } = await resilient((l) => l.ip.get(key));
-      if (value && value.consumedPoints >= config.ipMaxFailures) {
-        return { allowed: false, reason: 'too_many_attempts', retryAfterSeconds: seconds(value.msBeforeNext), degraded: d };
-      }
-      return { allowed: true, degraded: d };
+      const { value, degraded: d } = await resilient(async (l) => {
+        const taken = await consume(l.ip, key);
+        // A refused attempt costs the address nothing: its point goes straight back.
+        if (!taken.ok) await giveBack(l.ip, key);
+        return taken;
+      });
+      if (value.ok) return { allowed: true, consumed: value.res.consumedPoints, degraded: d };
+      return { allowed: false, reason: 'too_many_attempts', retryAfterSeconds: seconds(value.res.msBeforeNext), degraded: d };
+    },
+
+    async returnIpPoint(ip) {
+      if (ip === null) return { degraded: false };
+      const key = ipLimitKey(ip);
+      return { degraded: (await resilient((l) => giveBack(l.ip, key))).degraded };
     },
 
     async takeAttemptSlot(account) {
-      const { value, degraded: d } = await resilient((l) => consume(l.attempts, account));
-      if (value.ok) return { allowed: true, slot: value.res.consumedPoints, degraded: d };
-      return { allowed: false, reason: 'account_locked', retryAfterSeconds: seconds(value.res.msBeforeNext), degraded: d };
+      const { value, degraded: d } = await resilient(async (l, index) => {
+        const taken = await consume(l.attempts, account);
+        if (taken.ok) return { slot: taken.res.consumedPoints, retryAfterMs: 0 };
+        // Refused: wait for the lock, not for the counting window. A lock whose fifth failure is
+        // still being checked has no entry yet; it will last as long as the next lock of this account.
+        const lock = await index.get(account);
+        const ms = lock ? Date.parse(lock.locked_until) - Date.now() : lockSeconds(((await l.locks.get(account))?.consumedPoints ?? 0) + 1) * 1000;
+        return { slot: 0, retryAfterMs: Math.max(ms, 0) };
+      }, true);
+      if (value.slot > 0) return { allowed: true, slot: value.slot, degraded: d };
+      return { allowed: false, reason: 'account_locked', retryAfterSeconds: seconds(value.retryAfterMs), degraded: d };
     },
 
-    async recordFailure(account, slot, ip) {
+    async recordFailure(account, slot, address) {
       const { value, degraded: d } = await resilient(async (l, index) => {
-        if (ip !== null) {
-          const key = ipLimitKey(ip);
-          const counted = await consume(l.ip, key);
-          if (counted.res.consumedPoints === config.ipMaxFailures) await l.ip.block(key, config.ipBlockSeconds);
+        if (address.ip !== null && address.consumed >= config.ipMaxFailures) {
+          // The address spent its budget: it stays refused until its window ends, and at least
+          // IP_BLOCK_SECONDS. Only ever lengthened, so a block never wipes the window's count.
+          const key = ipLimitKey(address.ip);
+          const current = await l.ip.get(key);
+          if (!current || current.msBeforeNext < config.ipBlockSeconds * 1000) await l.ip.block(key, config.ipBlockSeconds);
         }
         // The failure that used the last slot starts the lock; the slots already make further attempts wait.
         if (slot < config.maxFailures) return undefined;
@@ -178,7 +324,7 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
       return { lockStarted: value, degraded: d };
     },
 
-    async recordSuccess(account) {
+    async resetFailures(account) {
       const { degraded: d } = await resilient(async (l, index) => {
         await l.attempts.delete(account);
         await index.remove(account);
@@ -187,15 +333,15 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
     },
 
     async releaseSlot(account) {
-      await resilient((l) => l.attempts.reward(account, 1));
+      return { degraded: (await resilient((l) => giveBack(l.attempts, account))).degraded };
     },
 
     async list() {
-      return (await resilient((_l, index) => index.list())).value;
+      return (await resilient((_l, index) => index.list(), true)).value;
     },
 
     async get(account) {
-      return (await resilient((_l, index) => index.get(account))).value;
+      return (await resilient((_l, index) => index.get(account), true)).value;
     },
 
     async clear(account) {
@@ -203,7 +349,7 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
         const [had] = await Promise.all([l.attempts.get(account), index.get(account)]);
         await Promise.all([l.attempts.delete(account), index.remove(account)]);
         return had !== null;
-      });
+      }, true);
       return value;
     },
   };

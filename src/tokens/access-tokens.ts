@@ -19,6 +19,8 @@ export interface AccessClaims {
   sid: string;
   amr: Amr[];
   roles: Role[];
+  /** When the user last presented a password (RFC 9068 `auth_time`); absent in tokens older than the claim. */
+  auth_time?: number | undefined;
 }
 
 export type TokenErrorCode =
@@ -51,10 +53,10 @@ export interface TokenSettings {
 export function issueAccessToken(
   keys: KeyStore,
   settings: TokenSettings,
-  subject: { sub: string; sid: string; amr: Amr[]; roles: Role[] },
+  subject: { sub: string; sid: string; amr: Amr[]; roles: Role[]; authTime: number },
 ): { token: string; expiresIn: number } {
   const key = keys.active;
-  const token = jwt.sign({ sid: subject.sid, amr: subject.amr, roles: subject.roles }, key.privateKey, {
+  const token = jwt.sign({ sid: subject.sid, amr: subject.amr, roles: subject.roles, auth_time: subject.authTime }, key.privateKey, {
     algorithm: key.alg,
     keyid: key.kid,
     header: { alg: key.alg, typ: ACCESS_TOKEN_TYPE, kid: key.kid },
@@ -96,10 +98,11 @@ export function verifyAccessToken(keys: KeyStore, settings: Pick<TokenSettings, 
     if (/signature/i.test(message)) throw new TokenError('ERR_TOKEN_SIGNATURE', message);
     throw new TokenError('ERR_TOKEN_CLAIMS', message);
   }
-  const { exp, iat, sub, jti, sid, amr, roles } = payload as Record<string, unknown>;
+  const { exp, iat, sub, jti, sid, amr, roles, auth_time: authTime } = payload as Record<string, unknown>;
   if (typeof exp !== 'number') throw new TokenError('ERR_TOKEN_CLAIMS', 'exp is required');
   if (typeof sub !== 'string' || typeof sid !== 'string' || typeof jti !== 'string' || typeof iat !== 'number' || !isStringArray(amr) || !isStringArray(roles)) {
     throw new TokenError('ERR_TOKEN_CLAIMS', 'sub, sid, jti, iat, amr and roles are required');
   }
-  return { iss: settings.issuer, aud: settings.audience, sub, exp, iat, jti, sid, amr: amr as Amr[], roles: roles as Role[] };
+  if (authTime !== undefined && typeof authTime !== 'number') throw new TokenError('ERR_TOKEN_CLAIMS', 'auth_time must be a number');
+  return { iss: settings.issuer, aud: settings.audience, sub, exp, iat, jti, sid, amr: amr as Amr[], roles: roles as Role[], auth_time: authTime };
 }

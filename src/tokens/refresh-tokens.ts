@@ -28,6 +28,8 @@ export interface Session {
   userId: string;
   roles: Role[];
   amr: Amr[];
+  /** When the login that started the family happened (seconds since the epoch): `auth_time`. */
+  authTime: number;
 }
 
 export interface Issued {
@@ -49,6 +51,7 @@ interface TakenRow {
   user_id: string;
   roles: Role[];
   amr: Amr[];
+  auth_time: number;
   expires_in: number;
 }
 
@@ -62,7 +65,7 @@ const TAKE = `
     FROM refresh_families f JOIN users u ON u.id = f.user_id
    WHERE t.token_hash = $1 AND t.rotated_at IS NULL AND t.expires_at > now()
      AND f.id = t.family_id AND f.revoked_at IS NULL AND f.absolute_expires_at > now() AND u.status = 'active'
-  RETURNING t.family_id, f.user_id, u.roles, f.amr,
+  RETURNING t.family_id, f.user_id, u.roles, f.amr, floor(extract(epoch FROM f.created_at))::int8::float8 AS auth_time,
             LEAST($3::int, floor(extract(epoch FROM f.absolute_expires_at - now())))::int AS expires_in`;
 
 const INSERT_TOKEN = `
@@ -74,6 +77,7 @@ interface StoredToken {
   user_id: string;
   roles: Role[];
   amr: Amr[];
+  auth_time: number;
   status: string;
   rotated_at_age: number | null;
   replaced_by: Uint8Array | null;
@@ -99,7 +103,7 @@ export function createRefreshTokenStore(db: Database, settings: RefreshSettings)
       if (!row || row.expires_in <= 0) return undefined;
       await tx.query(INSERT_TOKEN, [nextHash, row.family_id, row.expires_in]);
       return {
-        session: { familyId: row.family_id, userId: row.user_id, roles: row.roles, amr: row.amr },
+        session: { familyId: row.family_id, userId: row.user_id, roles: row.roles, amr: row.amr, authTime: row.auth_time },
         issued: { token, expiresIn: row.expires_in, hash: nextHash },
       };
     });
@@ -107,7 +111,7 @@ export function createRefreshTokenStore(db: Database, settings: RefreshSettings)
 
   async function lookup(hash: Buffer): Promise<StoredToken | undefined> {
     const { rows } = await db.query<StoredToken>(
-      `SELECT t.family_id, f.user_id, u.roles, f.amr, u.status, t.replaced_by,
+      `SELECT t.family_id, f.user_id, u.roles, f.amr, floor(extract(epoch FROM f.created_at))::int8::float8 AS auth_time, u.status, t.replaced_by,
               extract(epoch FROM now() - t.rotated_at)::float8 AS rotated_at_age,
               (t.expires_at <= now() OR f.absolute_expires_at <= now()) AS expired,
               (f.revoked_at IS NOT NULL) AS revoked
@@ -127,18 +131,18 @@ export function createRefreshTokenStore(db: Database, settings: RefreshSettings)
   }
 
   return {
-    /** Starts a family for a login and issues its first token. */
-    async startFamily(userId: string, amr: Amr[]): Promise<{ familyId: string; issued: Issued }> {
+    /** Starts a family for a login and issues its first token; `authTime` is the login's time. */
+    async startFamily(userId: string, amr: Amr[]): Promise<{ familyId: string; issued: Issued; authTime: number }> {
       const familyId = crypto.randomUUID();
       const expiresIn = Math.min(settings.idleTtlSeconds, settings.absoluteTtlSeconds);
-      const issued = await db.transaction(async (tx) => {
-        await tx.query(
-          `INSERT INTO refresh_families (id, user_id, amr, absolute_expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
+      return db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ auth_time: number }>(
+          `INSERT INTO refresh_families (id, user_id, amr, absolute_expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+           RETURNING floor(extract(epoch FROM created_at))::int8::float8 AS auth_time`,
           [familyId, userId, amr, settings.absoluteTtlSeconds],
         );
-        return issueInto(tx, familyId, expiresIn);
+        return { familyId, issued: await issueInto(tx, familyId, expiresIn), authTime: rows[0]!.auth_time };
       });
-      return { familyId, issued };
     },
 
     /** Rotates a presented token. A rotated token presented again revokes its whole family. */
@@ -149,7 +153,7 @@ export function createRefreshTokenStore(db: Database, settings: RefreshSettings)
 
       const stored = await lookup(hash);
       if (!stored) return { ok: false, reason: 'unknown_token', session: undefined };
-      const session: Session = { familyId: stored.family_id, userId: stored.user_id, roles: stored.roles, amr: stored.amr };
+      const session: Session = { familyId: stored.family_id, userId: stored.user_id, roles: stored.roles, amr: stored.amr, authTime: stored.auth_time };
       if (stored.revoked) return { ok: false, reason: 'revoked', session };
       if (stored.status !== 'active') {
         await revokeFamily(stored.family_id, 'user_disabled');
@@ -187,7 +191,7 @@ export function createRefreshTokenStore(db: Database, settings: RefreshSettings)
       const stored = await lookup(refreshTokenHash(token));
       if (!stored) return undefined;
       await revokeFamily(stored.family_id, reason);
-      return { familyId: stored.family_id, userId: stored.user_id, roles: stored.roles, amr: stored.amr };
+      return { familyId: stored.family_id, userId: stored.user_id, roles: stored.roles, amr: stored.amr, authTime: stored.auth_time };
     },
 
     /** Revokes every live family of a user; returns how many. */

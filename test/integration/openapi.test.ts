@@ -106,7 +106,9 @@ describe('GET /openapi.json', () => {
     const userToken = userLogin.body.access_token as string;
     await call('POST', '/login/mfa', { body: { mfa_token: 'x' } });
     await call('POST', '/login/mfa', { body: { mfa_token: 'A'.repeat(43), otp: '123456' } });
-    const refreshed = await call('POST', '/refresh', { body: { refresh_token: userLogin.body.refresh_token } });
+    // A second session of the user to refresh and log out: the first one's access token is used below.
+    const otherSession = await call('POST', '/login', { body: { username: userName, password: PASSWORD } });
+    const refreshed = await call('POST', '/refresh', { body: { refresh_token: otherSession.body.refresh_token } });
     await call('POST', '/refresh', { body: { refresh_token: 'nope' } });
     await call('POST', '/logout', { body: { refresh_token: refreshed.body.refresh_token } });
 
