@@ -13,8 +13,9 @@ const notFound = { ok: false, problem: 'not_found', detail: 'no such user' } as 
 
 /**
  * User management shared by the admin API and `npm run user`. Each action changes the user,
- * then records one audit event with the actor. Disabling a user or setting a password revokes
- * every refresh family of that user.
+ * then records one audit event with the actor. Disabling a user, changing their roles, setting
+ * their password or resetting their MFA revokes every session of that user: access tokens are
+ * checked against live sessions, so they stop working at once too.
  */
 export function createUserAdmin(services: Services) {
   const { users, writer, refreshTokens } = services;
@@ -54,7 +55,8 @@ export function createUserAdmin(services: Services) {
       const before = await users.findById(id);
       if (!before) return notFound;
       const user = (await users.setRoles(id, [...new Set(roles)]))!;
-      await record(actor, user, { eventType: 'user.roles_changed', details: { from: before.roles, to: user.roles } });
+      const revoked = await refreshTokens.revokeAllForUser(id, 'roles_changed');
+      await record(actor, user, { eventType: 'user.roles_changed', details: { from: before.roles, to: user.roles, revoked_sessions: revoked } });
       return { ok: true, value: user };
     },
 
@@ -73,7 +75,8 @@ export function createUserAdmin(services: Services) {
       const user = await users.findById(id);
       if (!user) return notFound;
       const wasEnabled = await services.mfa.disable(id);
-      await record(actor, user, { eventType: 'user.mfa_reset', mfaMethod: 'totp', details: { was_enabled: wasEnabled } });
+      const revoked = await refreshTokens.revokeAllForUser(id, 'mfa_reset');
+      await record(actor, user, { eventType: 'user.mfa_reset', mfaMethod: 'totp', details: { was_enabled: wasEnabled, revoked_sessions: revoked } });
       return { ok: true, value: { ...user, mfa_enabled: false } };
     },
 

@@ -80,6 +80,19 @@ export function createUserQueries(db: Pick<Queryable, 'query'>) {
       );
       return rows;
     },
+    /**
+     * The state an access token is checked against on every privileged request: the user's status
+     * and roles now, and whether the token's session (refresh family) is still live.
+     */
+    async findLiveState(userId: string, sessionId: string): Promise<{ status: UserRow['status']; roles: Role[]; session_live: boolean } | undefined> {
+      const { rows } = await db.query<{ status: UserRow['status']; roles: Role[]; session_live: boolean }>(
+        `SELECT u.status, u.roles, (f.id IS NOT NULL AND f.revoked_at IS NULL AND f.absolute_expires_at > now()) AS session_live
+           FROM users u LEFT JOIN refresh_families f ON f.id = $2 AND f.user_id = u.id
+          WHERE u.id = $1`,
+        [userId, sessionId],
+      );
+      return rows[0];
+    },
     async count(): Promise<number> {
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
       return rows[0]?.n ?? 0;

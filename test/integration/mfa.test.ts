@@ -233,8 +233,11 @@ describe('passwords, sessions and user management', () => {
     const [s] = [(await request(gw.app).post('/login').send({ username: target.username, password: PASSWORD, otp: totpCode(target.secret, now()) }).expect(200)).body];
     const roles = await asAdmin(request(gw.app).put(`/admin/users/${target.userId}/roles`)).send({ roles: ['security', 'user'] }).expect(200);
     assert.deepEqual(roles.body.roles, ['security', 'user']);
-    await asAdmin(request(gw.app).post(`/admin/users/${target.userId}/sessions/revoke`)).expect(200, { revoked_sessions: 2 });
+    // A role change ends both sessions (enrollment's and this one): tokens must not carry old roles.
     await request(gw.app).post('/refresh').send({ refresh_token: s.refresh_token }).expect(401);
+    const again = (await request(gw.app).post('/login').send({ username: target.username, password: PASSWORD, otp: totpCode(target.secret, now() + 30) }).expect(200)).body;
+    await asAdmin(request(gw.app).post(`/admin/users/${target.userId}/sessions/revoke`)).expect(200, { revoked_sessions: 1 });
+    await request(gw.app).post('/refresh').send({ refresh_token: again.refresh_token }).expect(401);
     await asAdmin(request(gw.app).post(`/admin/users/${target.userId}/mfa/reset`)).expect(200);
     await request(gw.app).post('/login').send({ username: target.username, password: PASSWORD }).expect(200);
     await asAdmin(request(gw.app).post(`/admin/users/${target.userId}/password`)).send({ password: 'short' }).expect(400);
