@@ -16,6 +16,9 @@ export function normalizeUsername(raw: string): string {
 /** Why a username cannot be used, if it cannot. Control characters (CR, LF, NUL, bidi overrides) are refused outright. */
 export function usernameProblem(raw: string): UsernameProblem | undefined {
   if (CONTROL.test(raw)) return 'control_characters';
+  // As typed too: the audit record keeps the first 256 characters of what was attempted, and a
+  // longer name padded with white space would be stored as nothing but padding, unsearchable.
+  if (raw.length > USERNAME_MAX_LENGTH) return 'too_long';
   const normalized = normalizeUsername(raw);
   if (normalized.length === 0) return 'empty';
   if (normalized.length > USERNAME_MAX_LENGTH) return 'too_long';
