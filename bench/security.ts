@@ -74,7 +74,7 @@ async function benchQueries(): Promise<void> {
 }
 
 /** The verifier middleware in a real Express app over HTTP, against bare jsonwebtoken.verify in the same run. */
-async function benchVerifier(): Promise<void> {
+export async function benchVerifier(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-bench-'));
   const file = path.join(dir, 'jwt.pem');
   generateTokenKeyFile(file, 'ES256');

@@ -9,6 +9,7 @@ const verifier = createVerifier({
   issuer: process.env.AUTHTRAIL_ISSUER ?? 'authtrail',
   audience: process.env.AUTHTRAIL_AUDIENCE ?? 'authtrail-api',
   minRefetchIntervalMs: Number(process.env.JWKS_MIN_REFETCH_MS ?? 30_000),
+  cacheMaxAgeMs: Number(process.env.JWKS_CACHE_MAX_AGE_MS ?? 600_000),
 });
 
 const app = express();

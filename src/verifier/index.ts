@@ -4,9 +4,16 @@
  * `aud` and `typ` are checked; the JWKS is cached and refetched on an unknown `kid` at most once
  * per `minRefetchIntervalMs`, so a key rotation needs no restart and forged `kid`s cannot make
  * the service hammer the gateway.
+ *
+ * jose's `createRemoteJWKSet` fetches and caches the JWKS (timeout, no redirects, JWK Set
+ * validation, `fresh` counted from the last successful fetch only). Tokens are then checked with
+ * jsonwebtoken against Node key objects, synchronously while the cache is fresh. A fetch that fails
+ * leaves the cache as it was: its keys still verify, the fetch is retried once `minRefetchIntervalMs`
+ * has passed, and a token whose key is not cached gets `ERR_JWKS_UNAVAILABLE` (503), never a 401.
  */
 import crypto, { type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { RequestHandler } from 'express';
+import { createRemoteJWKSet, type JSONWebKeySet } from 'jose';
 import jwt from 'jsonwebtoken';
 
 export type Algorithm = 'ES256' | 'RS256';
@@ -18,9 +25,12 @@ export interface VerifierOptions {
   audience: string;
   /** Accepted algorithms; a key is used only with its own. Default both. */
   algorithms?: Algorithm[];
-  /** Least time between two fetches caused by unknown `kid`s. Default 30 s. */
+  /** Least time between two JWKS fetches, whether an unknown `kid` or a failed fetch asks for another. Default 30 s. */
   minRefetchIntervalMs?: number;
-  /** Keys are fetched again after this long even when every `kid` is known (drops retired keys). Default 10 min. */
+  /**
+   * Keys are fetched again this long after the last successful fetch even when every `kid` is known
+   * (drops retired keys); while that fetch fails, the cached keys still verify. Default 10 min.
+   */
   cacheMaxAgeMs?: number;
   /** Seconds of clock skew tolerated on `exp` and `iat`. Default 5. */
   clockToleranceSeconds?: number;
@@ -79,7 +89,10 @@ const ACCESS_TOKEN_TYPE = 'at+jwt';
 export interface Verifier {
   /** Resolves with the claims of a valid token; rejects with {@link VerifierError}. */
   verify(token: string): Promise<AccessTokenClaims>;
-  /** Express middleware: sets `req.auth`, or answers 401 with `WWW-Authenticate: Bearer error="invalid_token"`. */
+  /**
+   * Express middleware: sets `req.auth`, or answers 401 with `WWW-Authenticate: Bearer error="invalid_token"`
+   * (503 `temporarily_unavailable` when the JWKS cannot be fetched and no cached key fits the token).
+   */
   middleware(): RequestHandler;
   /** How many times the JWKS was fetched (for metrics and tests). */
   readonly fetches: number;
@@ -88,25 +101,23 @@ export interface Verifier {
 export function createVerifier(options: VerifierOptions): Verifier {
   const algorithms = options.algorithms ?? ['ES256', 'RS256'];
   const minRefetchMs = options.minRefetchIntervalMs ?? 30_000;
-  const maxAgeMs = options.cacheMaxAgeMs ?? 600_000;
+  // jose's own cooldown counts only successful fetches; the one below counts every attempt, so a
+  // failing gateway is not asked again on each request.
+  const remote = createRemoteJWKSet(new URL(options.jwksUrl), {
+    cacheMaxAge: options.cacheMaxAgeMs ?? 600_000,
+    timeoutDuration: Math.ceil(options.fetchTimeoutMs ?? 5000),
+  });
+  /** The usable keys of the last JWKS fetched successfully. */
   let keys = new Map<string, CachedKey>();
-  let fetchedAt = 0;
   let fetches = 0;
+  let lastAttemptAt = -Infinity;
+  /** Why the latest fetch failed; undefined once one succeeds. */
+  let lastFailure: Error | undefined;
   let inFlight: Promise<void> | undefined;
 
-  async function fetchKeys(): Promise<void> {
-    fetches += 1;
-    fetchedAt = Date.now();
-    let body: { keys?: Array<JsonWebKey & { kid?: string; alg?: string }> };
-    try {
-      const res = await fetch(options.jwksUrl, { signal: AbortSignal.timeout(options.fetchTimeoutMs ?? 5000), headers: { accept: 'application/json' } });
-      if (!res.ok) throw new Error(`status ${res.status}`);
-      body = (await res.json()) as typeof body;
-    } catch (err) {
-      throw new VerifierError('ERR_JWKS_UNAVAILABLE', `could not fetch the JWKS: ${(err as Error).message}`);
-    }
+  function importKeys(jwks: JSONWebKeySet | undefined): Map<string, CachedKey> {
     const next = new Map<string, CachedKey>();
-    for (const jwk of body.keys ?? []) {
+    for (const jwk of (jwks?.keys ?? []) as Array<JsonWebKey & { kid?: string; alg?: string }>) {
       const alg = jwk.alg as Algorithm | undefined;
       if (!jwk.kid || !alg || !algorithms.includes(alg) || (jwk.use !== undefined && jwk.use !== 'sig')) continue;
       if ((alg === 'ES256' && (jwk.kty !== 'EC' || jwk.crv !== 'P-256')) || (alg === 'RS256' && jwk.kty !== 'RSA')) continue;
@@ -116,33 +127,48 @@ export function createVerifier(options: VerifierOptions): Verifier {
         // A key this runtime cannot read is skipped; tokens naming it fail as unknown kid.
       }
     }
-    keys = next;
+    return next;
   }
 
-  /** One fetch at a time; callers arriving meanwhile share it. */
-  function refresh(): Promise<void> {
-    inFlight ??= fetchKeys().finally(() => {
-      inFlight = undefined;
-    });
+  /**
+   * Fetches the JWKS unless a fetch started less than `minRefetchMs` ago (callers arriving during a
+   * fetch share it). Never rejects: a failure is kept in `lastFailure` and the cached keys stay.
+   */
+  function refetch(): Promise<void> | undefined {
+    if (inFlight || Date.now() - lastAttemptAt < minRefetchMs) return inFlight;
+    fetches += 1;
+    lastAttemptAt = Date.now();
+    inFlight = remote
+      .reload()
+      .then(
+        () => {
+          keys = importKeys(remote.jwks());
+          lastFailure = undefined;
+        },
+        (err: unknown) => {
+          lastFailure = err instanceof Error ? err : new Error(String(err));
+        },
+      )
+      .finally(() => {
+        inFlight = undefined;
+      });
     return inFlight;
   }
 
-  /** The cached key when it is fresh: no await on the hot path. */
+  /** The cached key while the cache is fresh: no await on the hot path. */
   function cachedKey(kid: string): CachedKey | undefined {
-    return fetchedAt !== 0 && Date.now() - fetchedAt <= maxAgeMs ? keys.get(kid) : undefined;
+    return remote.fresh ? keys.get(kid) : undefined;
   }
 
+  /** The cache is past its max age or lacks `kid`: fetch if allowed, then decide. */
   async function keyFor(kid: string): Promise<CachedKey> {
-    if (fetchedAt === 0 || Date.now() - fetchedAt > maxAgeMs) await refresh().catch((err: unknown) => {
-      if (keys.size === 0) throw err;
-    });
-    let found = keys.get(kid);
-    if (!found && Date.now() - fetchedAt >= minRefetchMs) {
-      await refresh();
-      found = keys.get(kid);
-    }
-    if (!found) throw new VerifierError('ERR_TOKEN_KID', 'unknown kid');
-    return found;
+    await refetch();
+    const found = keys.get(kid);
+    // A cached key verifies even when the JWKS could not be fetched again.
+    if (found) return found;
+    // Not cached, and the latest fetch failed: the token may well be valid, so not a 401.
+    if (lastFailure) throw new VerifierError('ERR_JWKS_UNAVAILABLE', `could not fetch the JWKS: ${lastFailure.message}`);
+    throw new VerifierError('ERR_TOKEN_KID', 'unknown kid');
   }
 
   /** Only the protected header is read before the signature check; jsonwebtoken decodes the rest once. */
