@@ -48,6 +48,37 @@ function benchAlgorithms(): void {
   }
 }
 
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/**
+ * What the live check of every protected request costs: the median latency of an admin read over
+ * HTTP, next to the median of the check's own query (user status and roles, session not revoked)
+ * run on the same database in the same run.
+ */
+async function benchLiveChecks(url: string, services: ReturnType<typeof createServices>): Promise<void> {
+  const res = await fetch(`${url}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin@example.com', password: PASSWORD }) });
+  const token = ((await res.json()) as { access_token: string }).access_token;
+  const claims = jwt.decode(token) as { sub: string; sid: string };
+  const ROUNDS = 400;
+  const request: number[] = [];
+  const query: number[] = [];
+  for (let k = 0; k < ROUNDS; k++) {
+    let start = performance.now();
+    const read = await fetch(`${url}/admin/users/${claims.sub}`, { headers: { authorization: `Bearer ${token}` } });
+    await read.arrayBuffer();
+    if (read.status !== 200) throw new Error(`admin read answered ${read.status}`);
+    request.push(performance.now() - start);
+    start = performance.now();
+    const live = await services.users.findLiveState(claims.sub, claims.sid);
+    if (live?.session_live !== true) throw new Error('the admin session is not live');
+    query.push(performance.now() - start);
+  }
+  const [r, q] = [median(request), median(query)];
+  console.log(`GET /admin/users/{id}        median ${r.toFixed(2)} ms   (${ROUNDS} sequential requests)`);
+  console.log(`live check query alone       median ${q.toFixed(2)} ms   (status, roles, session; same database)`);
+  console.log(`ratio live check / request   ${(q / r).toFixed(2)}`);
+}
+
 export async function benchLogin(): Promise<void> {
   benchAlgorithms();
   const bench = await benchDatabase();
@@ -57,8 +88,9 @@ export async function benchLogin(): Promise<void> {
   const writer = createChainWriter(bench.db, { batchMax: 64, writeTimeoutMs: 10_000 });
   const services = createServices(config, createLogger('silent'), { db: bench.db, writer, redis: undefined });
   const usernames = Array.from({ length: CONCURRENCY * 2 }, (_, i) => `bench-user-${i}@example.com`);
-  for (const username of [...usernames, 'locked@example.com']) {
-    await createUser({ users: services.users, passwords: services.passwords, writer, minPasswordLength: 12 }, { username, password: PASSWORD, roles: ['user'] }, {});
+  for (const username of [...usernames, 'locked@example.com', 'admin@example.com']) {
+    const roles = username === 'admin@example.com' ? (['admin'] as const) : (['user'] as const);
+    await createUser({ users: services.users, passwords: services.passwords, writer, minPasswordLength: 12 }, { username, password: PASSWORD, roles: [...roles] }, {});
   }
   await writer.close();
   const gw = await startGateway({ ...setup.env, LOG_LEVEL: 'warn' });
@@ -97,6 +129,8 @@ export async function benchLogin(): Promise<void> {
       tokens[w] = ((await res.json()) as { refresh_token: string }).refresh_token;
     });
     console.log(`POST /refresh (rotating)     ${fmt(refreshes).padStart(7)}/s   (${usernames.length} sessions in parallel)`);
+
+    await benchLiveChecks(gw.url, services);
   } finally {
     await gw.stop();
     await bench.drop();
