@@ -18,12 +18,12 @@ const SAMPLES = 50;
 /** Fills audit_log with `ROWS` realistic records over 30 days, straight in SQL (the chain is not the subject here). */
 async function seed(db: Awaited<ReturnType<typeof benchDatabase>>['db']): Promise<void> {
   await db.exec(`ALTER TABLE audit_log DISABLE TRIGGER USER;
-    INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, user_id, ip, user_agent, device_id, mfa_method, details, prev_hash, hash)
+    INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, account, user_id, ip, user_agent, device_id, mfa_method, details, prev_hash, hash)
     SELECT g, gen_random_uuid(), timestamptz '2026-10-01 00:00:00+00' + (g * (30 * 86400.0 / ${ROWS})) * interval '1 second',
            CASE WHEN g % 5 = 0 THEN 'login.succeeded' ELSE 'login.failed' END,
            CASE WHEN g % 5 = 0 THEN 'success' ELSE 'failure' END,
            CASE WHEN g % 5 = 0 THEN NULL ELSE 'wrong_password' END,
-           'user' || (g % 20000) || '@example.com', NULL,
+           'user' || (g % 20000) || '@example.com', 'user' || (g % 20000) || '@example.com', NULL,
            CASE WHEN g % 3 = 0 THEN ('2001:db8:' || to_hex(g % 4096) || '::' || to_hex(g % 65535))::inet
                 ELSE ('10.' || (g % 256) || '.' || ((g / 256) % 256) || '.' || (g % 250 + 1))::inet END,
            'Mozilla/5.0', 'device-' || (g % 50000), 'none', json_build_object('attempt', g % 5 + 1),
@@ -80,7 +80,7 @@ export async function benchVerifier(): Promise<void> {
   generateTokenKeyFile(file, 'ES256');
   const key = readTokenKey(file);
   const keys = createKeyStore([key], key);
-  const token = issueAccessToken(keys, { issuer: 'authtrail', audience: 'authtrail-api', ttlSeconds: 600 }, { sub: crypto.randomUUID(), sid: crypto.randomUUID(), amr: ['pwd'], roles: ['user'] }).token;
+  const token = issueAccessToken(keys, { issuer: 'authtrail', audience: 'authtrail-api', ttlSeconds: 600 }, { sub: crypto.randomUUID(), sid: crypto.randomUUID(), amr: ['pwd'], roles: ['user'], authTime: Math.floor(Date.now() / 1000) }).token;
   const jwksApp: Express = express();
   jwksApp.get('/jwks', (_req, res) => res.json(keys.jwks()));
   const jwksServer: http.Server = await new Promise((resolve) => {
