@@ -8,6 +8,7 @@ import { healthRoutes } from './http/health-routes.js';
 import { jwksRoutes } from './http/jwks-routes.js';
 import { loginRoutes } from './http/login-routes.js';
 import { openApiRoutes } from './http/openapi.js';
+import { recordAuthRefusals } from './http/refusal-audit.js';
 import { requestId, requestLogger } from './http/request-context.js';
 import { securityRoutes } from './http/security-routes.js';
 import { tokenRoutes } from './http/token-routes.js';
@@ -42,6 +43,7 @@ export function createApp(services: Services): Express {
   app.use(adminUserRoutes(services));
   app.use(securityRoutes(services));
   app.use(notFound);
+  app.use(recordAuthRefusals(services));
   app.use(problemHandler);
   return app;
 }

@@ -8,6 +8,7 @@ import { normalizeUsername } from '../users/usernames.js';
 import { recordForRequest } from './audit-request.js';
 import { clientInfo } from './client-info.js';
 import { HttpError, invalidRequest, parseInput } from './errors.js';
+import { clientText } from './input.js';
 import { jsonBody } from './json-body.js';
 import { authOf, requireAuth } from './require-auth.js';
 
@@ -16,7 +17,7 @@ const createUserBody = z.object({ username: z.string(), password: z.string(), ro
 const rolesBody = z.object({ roles: z.array(role).max(ROLES.length) });
 const passwordBody = z.object({ password: z.string().max(4096) });
 const listQuery = z.object({
-  q: z.string().max(256).optional(),
+  q: clientText(256).optional(),
   status: z.enum(['active', 'disabled']).optional(),
   role: role.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),

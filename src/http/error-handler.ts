@@ -22,6 +22,12 @@ function fromBodyParser(err: { type?: unknown; status?: unknown }): HttpError | 
   }
 }
 
+const isClientError = (err: unknown): boolean => {
+  if (!err || typeof err !== 'object') return false;
+  const { status, expose } = err as { status?: unknown; expose?: unknown };
+  return typeof status === 'number' && status >= 400 && status < 500 && expose === true;
+};
+
 /** What any thrown value becomes for the client: the stable `code` used in responses and audit reasons. */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
@@ -41,6 +47,10 @@ export function toHttpError(err: unknown): HttpError {
     const parsed = fromBodyParser(err);
     if (parsed) return parsed;
   }
+  // The router could not decode a path parameter (`/admin/users/%zz`): the client's mistake.
+  if (err instanceof URIError) return new HttpError(400, 'invalid_request', 'The request is not valid', { detail: 'the path has an invalid percent-escape' });
+  // Any other library error that declares itself a client error (http-errors: status 4xx, expose).
+  if (isClientError(err)) return new HttpError(400, 'invalid_request', 'The request is not valid');
   return new HttpError(500, 'internal_error', 'Internal error', { cause: err });
 }
 

@@ -4,7 +4,11 @@ import { HttpError } from './errors.js';
 /** Largest JSON body accepted on any route. */
 export const JSON_BODY_LIMIT = '10kb';
 
-const parseJson = express.json({ limit: JSON_BODY_LIMIT, strict: true, type: () => true });
+/**
+ * Compressed bodies are refused (415): a login body is small, and inflating client data only adds
+ * decompression bombs and broken streams to what a client can send.
+ */
+const parseJson = express.json({ limit: JSON_BODY_LIMIT, strict: true, type: () => true, inflate: false });
 
 /** JSON routes: 415 unless the body is declared `application/json`, 413 past the limit, 400 when malformed. */
 export function jsonBody(): RequestHandler[] {

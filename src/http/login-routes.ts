@@ -1,6 +1,5 @@
-import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
-import { AuditUnavailableError } from '../audit/chain-writer.js';
 import type { MfaMethod } from '../audit/record.js';
 import type { AttemptEvent } from '../lockout/attempts.js';
 import type { Services } from '../services.js';
@@ -10,9 +9,8 @@ import { PASSWORD_MAX_BYTES } from '../users/passwords.js';
 import type { UserRow } from '../users/user-queries.js';
 import { normalizeUsername, usernameProblem } from '../users/usernames.js';
 import { attemptOf, releaseUnjudgedAttempt, startAttempt } from './attempt-guard.js';
-import { recordForRequest, wasAudited } from './audit-request.js';
+import { recordForRequest } from './audit-request.js';
 import { clientInfo } from './client-info.js';
-import { toHttpError } from './error-handler.js';
 import { HttpError, fieldsOf, invalidRequest } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { sendTokens } from './token-response.js';
@@ -239,21 +237,10 @@ export function loginRoutes(services: Services): Router {
     sendTokens(req, res, services.config, tokens);
   };
 
-  /** Malformed requests (413, 415, unparsable JSON) reach here before any step: record them too. */
-  const recordRejectedRequest: ErrorRequestHandler = (err, req, res, next) => {
-    if (wasAudited(res) || err instanceof AuditUnavailableError) {
-      next(err);
-      return;
-    }
-    recordRefusal(req, res, toHttpError(err).code).then(
-      () => next(err),
-      (auditErr: unknown) => next(auditErr),
-    );
-  };
-
   const router = Router();
   router.post('/login', ...jsonBody(), validateLogin, takeAttemptSlot, checkPassword, requireSecondFactor, checkSecondFactor, issueSession);
   router.post('/login/mfa', ...jsonBody(), validateMfa, takeAttemptSlot, checkSecondFactor, issueSession);
-  router.use(['/login', '/login/mfa'], releaseUnjudgedAttempt, recordRejectedRequest);
+  // Refusals no step recorded (413, 415, malformed JSON, 503) are recorded by recordAuthRefusals.
+  router.use(['/login', '/login/mfa'], releaseUnjudgedAttempt);
   return router;
 }

@@ -77,7 +77,12 @@ const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every
  * `iss`, `aud`, `exp` (required), `sub`, `sid`, `amr` and `roles` are checked.
  */
 export function verifyAccessToken(keys: KeyStore, settings: Pick<TokenSettings, 'issuer' | 'audience'>, token: string): AccessClaims {
-  const decoded = jwt.decode(token, { complete: true });
+  let decoded: jwt.Jwt | null;
+  try {
+    decoded = jwt.decode(token, { complete: true });
+  } catch {
+    decoded = null; // a header or payload that is not JSON
+  }
   if (!decoded || typeof decoded.payload === 'string') throw new TokenError('ERR_TOKEN_MALFORMED', 'not a JWS compact token with a JSON payload');
   const { header } = decoded;
   if (header.typ !== ACCESS_TOKEN_TYPE) throw new TokenError('ERR_TOKEN_TYP', `typ ${String(header.typ)} is not ${ACCESS_TOKEN_TYPE}`);

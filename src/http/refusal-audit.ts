@@ -1,0 +1,65 @@
+import type { ErrorRequestHandler } from 'express';
+import { AuditUnavailableError } from '../audit/chain-writer.js';
+import type { Services } from '../services.js';
+import type { AccessClaims } from '../tokens/access-tokens.js';
+import { recordForRequest, wasAudited } from './audit-request.js';
+import { toHttpError } from './error-handler.js';
+
+/**
+ * The authentication routes and the event type their refusals are recorded as. `/me/*` and
+ * `/mfa/*` paths that are no route (404, 405) are authentication routes too.
+ */
+const AUTH_ROUTES: ReadonlyMap<string, string> = new Map([
+  ['/login', 'login.failed'],
+  ['/login/mfa', 'login.failed'],
+  ['/refresh', 'token.refresh_failed'],
+  ['/logout', 'logout'],
+  ['/me/password', 'user.password_change_failed'],
+  ['/mfa/totp/enroll', 'mfa.enrollment_failed'],
+  ['/mfa/totp/confirm', 'mfa.enrollment_failed'],
+  ['/mfa/totp/disable', 'mfa.disable_failed'],
+  ['/mfa/recovery-codes', 'mfa.recovery_codes_failed'],
+]);
+
+/** The event type of a refusal on `path`, or undefined when it is not an authentication route. */
+export function refusalEventType(path: string): string | undefined {
+  const exact = AUTH_ROUTES.get(path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path);
+  if (exact) return exact;
+  return /^\/(me|mfa)(\/|$)/.test(path) ? 'auth.request_refused' : undefined;
+}
+
+/**
+ * The one place that makes every refusal of an authentication route a record (SPEC §3): any 400,
+ * 401, 403, 404, 405, 413, 415, 429 or 503 that reaches the error handler without its decision
+ * recorded gets exactly one record, with the problem code as reason. Routes that record their own
+ * decision (a wrong password, a lock start) are marked audited and are not recorded twice. When
+ * the record cannot be written, the answer becomes 503 `audit_unavailable`: no refusal goes
+ * unrecorded silently.
+ */
+export function recordAuthRefusals(services: Pick<Services, 'writer'>): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    const eventType = refusalEventType(req.path);
+    const problem = toHttpError(err);
+    const refusal = problem.status < 500 || problem.status === 503;
+    if (!eventType || !refusal || wasAudited(res) || err instanceof AuditUnavailableError) {
+      next(err);
+      return;
+    }
+    const auth = (res.locals as { auth?: AccessClaims }).auth;
+    const login = (res.locals as { login?: { username?: string } }).login;
+    const fields = problem.extensions.fields;
+    recordForRequest(services.writer, req, res, {
+      eventType,
+      outcome: 'failure',
+      reason: problem.code,
+      username: login?.username ?? null,
+      userId: auth?.sub ?? null,
+      actorId: auth?.sub ?? null,
+      sessionId: auth?.sid ?? null,
+      details: Array.isArray(fields) ? { fields } : null,
+    }).then(
+      () => next(err),
+      (auditErr: unknown) => next(auditErr),
+    );
+  };
+}
