@@ -50,6 +50,11 @@ const envSchema = z.object({
   AUDIT_SIGNING_KEY_FILE: optionalText,
   AUDIT_TRUSTED_KEY_FILES: optionalText,
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: int(100, 600_000).default(15_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(5000),
+  HTTP_MAX_CONNECTIONS: int(1, 1_000_000).default(10_000),
+  HTTP_MAX_CONNECTIONS_PER_IP: int(1, 1_000_000).default(100),
   TRUST_PROXY: z
     .string()
     .default('false')
@@ -96,6 +101,18 @@ export interface Config {
   readonly logLevel: string;
   readonly dataDir: string;
   readonly shutdownTimeoutMs: number;
+  /** Limits of the HTTP server against slow and numerous connections (src/http/server.ts). */
+  readonly http: {
+    /** Longest time from a request's first byte to the end of its headers. */
+    readonly headersTimeoutMs: number;
+    /** Longest time from a request's first byte to the end of its body. */
+    readonly requestTimeoutMs: number;
+    /** Longest idle time of a kept-alive connection between requests. */
+    readonly keepAliveTimeoutMs: number;
+    readonly maxConnections: number;
+    /** Open connections per client address (IPv6 by /64), as the socket sees it. */
+    readonly maxConnectionsPerIp: number;
+  };
   readonly database: {
     /** Absent in embedded mode: PGlite under `dataDir`. */
     readonly url: string | undefined;
@@ -260,6 +277,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
   if (e.REFRESH_TOKEN_IDLE_TTL_SECONDS > e.REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS) {
     problems.push('REFRESH_TOKEN_IDLE_TTL_SECONDS: must not exceed REFRESH_TOKEN_ABSOLUTE_TTL_SECONDS');
   }
+  if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
+    problems.push('HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS');
+  }
   if (e.LOCKOUT_DURATION_SECONDS > e.LOCKOUT_MAX_DURATION_SECONDS) {
     problems.push('LOCKOUT_DURATION_SECONDS: must not exceed LOCKOUT_MAX_DURATION_SECONDS');
   }
@@ -280,6 +300,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
     logLevel: e.LOG_LEVEL,
     dataDir,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    http: {
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      maxConnections: e.HTTP_MAX_CONNECTIONS,
+      maxConnectionsPerIp: e.HTTP_MAX_CONNECTIONS_PER_IP,
+    },
     database: {
       url: e.DATABASE_URL,
       poolMax: e.DATABASE_POOL_MAX,

@@ -1,7 +1,7 @@
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { connectionCap, createHttpServer, openFileLimit, type RefusalReason } from './http/server.js';
 import { createLogger } from './logger.js';
 import { openRuntime } from './runtime.js';
 
@@ -28,8 +28,30 @@ async function main(): Promise<void> {
   }
 
   const runtime = await openRuntime(config, logger);
-  const server = http.createServer(createApp(runtime));
-  server.requestTimeout = 30_000;
+  const fileLimit = openFileLimit();
+  const maxConnections = connectionCap(config.http.maxConnections, fileLimit);
+  if (maxConnections < config.http.maxConnections) {
+    logger.warn(
+      { configured: config.http.maxConnections, max_connections: maxConnections, open_file_limit: fileLimit },
+      'HTTP_MAX_CONNECTIONS lowered to keep file descriptors for the database, Redis and files; raise the open-file limit (ulimit -n, LimitNOFILE) to allow more',
+    );
+  }
+  // Refusals are logged at most once a minute, with the counts since the last report.
+  const refused: Record<RefusalReason, number> = { max_connections: 0, max_connections_per_ip: 0 };
+  let reportedAt = 0;
+  const onRefused = (reason: RefusalReason): void => {
+    refused[reason] += 1;
+    if (Date.now() - reportedAt < 60_000) return;
+    reportedAt = Date.now();
+    const hint =
+      refused.max_connections_per_ip > 0 && config.trustProxy !== false
+        ? 'behind a proxy every connection comes from its address: raise HTTP_MAX_CONNECTIONS_PER_IP to what the proxy may open'
+        : undefined;
+    logger.warn({ refused: { ...refused }, hint }, 'connections closed at a connection cap');
+    refused.max_connections = 0;
+    refused.max_connections_per_ip = 0;
+  };
+  const server = createHttpServer(createApp(runtime), { ...config.http, maxConnections }, { onRefused });
   server.listen(config.port, config.host, () => {
     const { port } = server.address() as AddressInfo;
     logger.info({ port, mode: config.mode }, 'listening');
@@ -45,8 +67,9 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     deadline.unref();
-    // Stop accepting; requests in flight finish (and write their audit records) before the writer closes.
-    server.close(() => {
+    // Stop accepting; requests in flight finish (and write their audit records) before the writer
+    // closes. Idle and slow connections are ended, so no slow client holds the shutdown.
+    server.shutdown(() => {
       runtime
         .close()
         .then(() => {
@@ -58,7 +81,6 @@ async function main(): Promise<void> {
           process.exit(1);
         });
     });
-    server.closeIdleConnections();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

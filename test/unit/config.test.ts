@@ -24,6 +24,7 @@ describe('configuration', () => {
     assert.equal(config.audit.checkpointEveryRecords, 1000);
     assert.equal(config.audit.generateSigningKey, true);
     assert.match(config.audit.signingKeyFile, /data\/keys\/audit-ed25519\.pem$/);
+    assert.deepEqual(config.http, { headersTimeoutMs: 10_000, requestTimeoutMs: 15_000, keepAliveTimeoutMs: 5000, maxConnections: 10_000, maxConnectionsPerIp: 100 });
   });
 
   it('when loaded, then the object and its parts are frozen', () => {
@@ -120,8 +121,10 @@ describe('configuration', () => {
       REFRESH_COOKIE_ORIGINS: 'https://ok.example.com, not-an-origin',
       JWT_KEY_FILES: 'a.pem',
       JWT_ACTIVE_KEY_FILE: 'b.pem',
+      HTTP_HEADERS_TIMEOUT_MS: '20000',
+      HTTP_REQUEST_TIMEOUT_MS: '10000',
     });
-    for (const name of ['REFRESH_TOKEN_IDLE_TTL_SECONDS', 'LOCKOUT_DURATION_SECONDS', 'BOOTSTRAP_ADMIN_PASSWORD', 'REFRESH_COOKIE_ORIGINS', 'JWT_ACTIVE_KEY_FILE']) {
+    for (const name of ['REFRESH_TOKEN_IDLE_TTL_SECONDS', 'LOCKOUT_DURATION_SECONDS', 'BOOTSTRAP_ADMIN_PASSWORD', 'REFRESH_COOKIE_ORIGINS', 'JWT_ACTIVE_KEY_FILE', 'HTTP_HEADERS_TIMEOUT_MS']) {
       assert.ok(problems.some((p) => p.startsWith(`${name}:`)), `${name} in ${problems.join(' | ')}`);
     }
   });
