@@ -143,7 +143,9 @@ export function accountRoutes(services: Services): Router {
       checkCode: currentCode(user.id, body.otp),
     });
     await mfa.disable(user.id);
-    await record(req, res, user, { eventType: 'mfa.disabled', outcome: 'success', mfaMethod: 'totp', details });
+    // Sessions that were authenticated with the factor just removed must not keep `amr: otp`.
+    const revoked = await services.refreshTokens.revokeAllForUser(user.id, 'mfa_disabled');
+    await record(req, res, user, { eventType: 'mfa.disabled', outcome: 'success', mfaMethod: 'totp', details: { ...details, revoked_sessions: revoked } });
     res.status(204).end();
   };
 

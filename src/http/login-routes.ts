@@ -113,8 +113,16 @@ export function loginRoutes(services: Services): Router {
     const code = parsed.data.otp !== undefined ? { method: 'totp' as const, value: parsed.data.otp } : { method: 'recovery_code' as const, value: parsed.data.recovery_code };
     const challenge = await mfa.consumeChallenge(token);
     if (!challenge) {
-      res.locals.login = { mfaMethod: code.method };
-      await recordRefusal(req, res, 'invalid_mfa_token');
+      // A spent or expired token still names its user: the refusal is found by the user's name.
+      const owner = await mfa.challengeOwner(token);
+      await recordForRequest(writer, req, res, {
+        eventType: 'login.failed',
+        outcome: 'failure',
+        reason: 'invalid_mfa_token',
+        username: owner?.username ?? null,
+        userId: owner?.userId ?? null,
+        mfaMethod: code.method,
+      });
       throw invalidMfa();
     }
     const user = await users.findById(challenge.userId);

@@ -6,7 +6,8 @@ import type { KeyStore } from '../tokens/keys.js';
 import type { Role, UserQueries } from '../users/user-queries.js';
 import { HttpError } from './errors.js';
 
-const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)$/;
+/** The auth scheme is case-insensitive (RFC 9110 §11.1). */
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)$/i;
 
 /** The verified caller of a protected route; `roles` are the user's roles now, not the token's. */
 export function authOf(res: Response): AccessClaims {

@@ -116,26 +116,27 @@ export class Attempt {
 }
 
 /**
- * Starts an attempt: the address's point, then the account's slot. A refusal (address over its
- * budget, or account locked) costs no secret check and is recorded here, once.
+ * Starts an attempt: the account's slot, then the address's point. A refusal (account locked, or
+ * address over its budget) costs no secret check, gives back what it took, and is recorded here, once.
  */
 export async function beginAttempt(lockout: LockoutService, options: AttemptOptions): Promise<AttemptStart> {
   const refuse = async (refusal: Refused, degraded: boolean): Promise<AttemptStart> => {
     await options.record({ eventType: options.failureEventType, outcome: 'failure', reason: refusal.reason, details: degradedDetails(degraded) });
     return { ok: false, refusal };
   };
-  const address = await lockout.takeIpPoint(options.ip);
-  if (!address.allowed) return refuse(address, address.degraded);
-  let slot;
+  // The account first: attempts on a locked account never touch the address's budget.
+  const slot = await lockout.takeAttemptSlot(options.account);
+  if (!slot.allowed) return refuse(slot, slot.degraded);
+  let address;
   try {
-    slot = await lockout.takeAttemptSlot(options.account);
+    address = await lockout.takeIpPoint(options.ip);
   } catch (err) {
-    await lockout.returnIpPoint(options.ip).catch(() => {});
+    await lockout.releaseSlot(options.account).catch(() => {});
     throw err;
   }
-  if (!slot.allowed) {
-    await lockout.returnIpPoint(options.ip);
-    return refuse(slot, address.degraded || slot.degraded);
+  if (!address.allowed) {
+    await lockout.releaseSlot(options.account);
+    return refuse(address, slot.degraded || address.degraded);
   }
   return { ok: true, attempt: new Attempt(lockout, options, slot.slot, address.consumed, address.degraded || slot.degraded) };
 }

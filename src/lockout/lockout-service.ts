@@ -286,6 +286,9 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
       const { value, degraded: d } = await resilient(async (l, index) => {
         const taken = await consume(l.attempts, account);
         if (taken.ok) return { slot: taken.res.consumedPoints, retryAfterMs: 0 };
+        // A refusal takes no slot: its point goes back, so refusals never outlast the attempts
+        // that caused them (twenty parallel right passwords: five checked, and the count resets).
+        await giveBack(l.attempts, account);
         // Refused: wait for the lock, not for the counting window. A lock whose fifth failure is
         // still being checked has no entry yet; it will last as long as the next lock of this account.
         const lock = await index.get(account);

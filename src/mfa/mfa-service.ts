@@ -135,6 +135,17 @@ export function createMfaService(db: Database, box: SecretBox, settings: MfaSett
       return token;
     },
 
+    /** Whose an `mfa_token` was, spent or expired alike (for the record of its refusal); undefined when never issued. */
+    async challengeOwner(token: string): Promise<Challenge | undefined> {
+      if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return undefined;
+      const { rows } = await db.query<{ user_id: string; username: string; request_id: string | null }>(
+        'SELECT user_id, username, request_id FROM mfa_challenges WHERE token_hash = $1',
+        [tokenHash(token)],
+      );
+      const row = rows[0];
+      return row ? { userId: row.user_id, username: row.username, requestId: row.request_id } : undefined;
+    },
+
     /** Spends an `mfa_token`: it works once, before it expires, whatever the code turns out to be. */
     async consumeChallenge(token: string): Promise<Challenge | undefined> {
       if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return undefined;

@@ -149,6 +149,42 @@ describe('attack: MFA attached or removed with nothing but an access token', () 
     await request(gw.app).post('/mfa/totp/confirm').set(bearer(old)).send({ otp: totpCode(secret, now() - 30), current_password: PASSWORD }).expect(200);
   });
 
+  it('when a user switches their own MFA off, then sessions that carried amr otp are revoked', async () => {
+    const username = uniqueName('self-disable');
+    await gw.addUser(username, PASSWORD, ['admin', 'security']);
+    const first = await login(gw, username);
+    const enroll = await request(gw.app).post('/mfa/totp/enroll').set(bearer(first.access_token)).expect(200);
+    const secret = base32.decode(enroll.body.secret as string);
+    await request(gw.app).post('/mfa/totp/confirm').set(bearer(first.access_token)).send({ otp: totpCode(secret, now() - 30) }).expect(200);
+    const withOtp = (await request(gw.app).post('/login').send({ username, password: PASSWORD, otp: totpCode(secret, now()) }).expect(200)).body as { access_token: string; refresh_token: string };
+    await request(gw.app).post('/mfa/totp/disable').set(bearer(withOtp.access_token)).send({ otp: totpCode(secret, now() + 30) }).expect(204);
+    await request(gw.app).post('/refresh').send({ refresh_token: withOtp.refresh_token }).expect(401);
+    await request(gw.app).get('/admin/users').set(bearer(withOtp.access_token)).expect(401);
+  });
+
+  it('when a spent mfa_token is presented again, then the refusal is recorded with the user it was issued to', async () => {
+    const username = uniqueName('spent-token');
+    const userId = await gw.addUser(username, PASSWORD);
+    const session = await login(gw, username);
+    const enroll = await request(gw.app).post('/mfa/totp/enroll').set(bearer(session.access_token)).expect(200);
+    const secret = base32.decode(enroll.body.secret as string);
+    await request(gw.app).post('/mfa/totp/confirm').set(bearer(session.access_token)).send({ otp: totpCode(secret, now() - 30) }).expect(200);
+    const step = await request(gw.app).post('/login').send({ username, password: PASSWORD }).expect(401);
+    const token = step.body.mfa_token as string;
+    await request(gw.app).post('/login/mfa').send({ mfa_token: token, otp: totpCode(secret, now()) }).expect(200);
+    await request(gw.app).post('/login/mfa').send({ mfa_token: token, otp: totpCode(secret, now() + 30) }).expect(401);
+    const refusal = (await auditRows(gw.t, { eventType: 'login.failed' })).filter((r) => r.reason === 'invalid_mfa_token').at(-1);
+    assert.equal(refusal?.user_id, userId);
+    assert.equal(refusal?.username, username);
+  });
+
+  it('when the scheme is written in lower case (bearer), then the token is accepted', async () => {
+    const username = uniqueName('lower-bearer');
+    await gw.addUser(username, PASSWORD, ['admin']);
+    const { access_token: token } = await login(gw, username);
+    await request(gw.app).get('/admin/users').set('Authorization', `bearer ${token}`).expect(200);
+  });
+
   it('when an admin resets a user\'s MFA, then the user\'s sessions are revoked', async () => {
     const username = uniqueName('reset-mfa');
     const userId = await gw.addUser(username, PASSWORD);
