@@ -3,6 +3,7 @@ import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { accountRoutes } from './http/account-routes.js';
 import { adminUserRoutes } from './http/admin-user-routes.js';
+import { afterDeadline, requestDeadline } from './http/deadline.js';
 import { notFound, problemHandler } from './http/error-handler.js';
 import { healthRoutes } from './http/health-routes.js';
 import { jwksRoutes } from './http/jwks-routes.js';
@@ -34,6 +35,8 @@ export function createApp(services: Services): Express {
       }),
     );
   }
+  // Every route but the full chain verification, which may read for longer (README "Operations").
+  app.use(requestDeadline(services.config.requestDeadlineMs, { skip: (req) => req.path === '/admin/audit/verify' }));
   app.use(healthRoutes(services));
   app.use(jwksRoutes(services.keys));
   app.use(openApiRoutes());
@@ -44,6 +47,7 @@ export function createApp(services: Services): Express {
   app.use(securityRoutes(services));
   app.use(notFound);
   app.use(recordAuthRefusals(services));
+  app.use(afterDeadline);
   app.use(problemHandler);
   return app;
 }

@@ -50,6 +50,7 @@ const envSchema = z.object({
   AUDIT_SIGNING_KEY_FILE: optionalText,
   AUDIT_TRUSTED_KEY_FILES: optionalText,
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  REQUEST_DEADLINE_MS: int(100, 600_000).default(5000),
   HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
   HTTP_REQUEST_TIMEOUT_MS: int(100, 600_000).default(15_000),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(5000),
@@ -101,6 +102,8 @@ export interface Config {
   readonly logLevel: string;
   readonly dataDir: string;
   readonly shutdownTimeoutMs: number;
+  /** Every request is answered within this time: 503 when its work is not done (src/http/deadline.ts). */
+  readonly requestDeadlineMs: number;
   /** Limits of the HTTP server against slow and numerous connections (src/http/server.ts). */
   readonly http: {
     /** Longest time from a request's first byte to the end of its headers. */
@@ -300,6 +303,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
     logLevel: e.LOG_LEVEL,
     dataDir,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    requestDeadlineMs: e.REQUEST_DEADLINE_MS,
     http: {
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,

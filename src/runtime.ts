@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { createChainWriter } from './audit/chain-writer.js';
+import { AUDIT_SESSION, createChainWriter } from './audit/chain-writer.js';
 import fs from 'node:fs';
 import { createCheckpointer, loadSigningKey, loadTrustedKeys, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
 import type { Config } from './config.js';
-import { createEmbeddedDatabase, createPostgresDatabase, type Database } from './db/database.js';
+import { createEmbeddedDatabase, createPostgresDatabase, type Database, type PostgresOptions } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { createLockHistory } from './lockout/lock-history.js';
 import { createLockoutService } from './lockout/lockout-service.js';
@@ -28,8 +28,16 @@ export interface Runtime extends Services {
   close(): Promise<void>;
 }
 
+/** Session settings of a pool beyond the configured timeouts (the audit writer's: {@link AUDIT_SESSION}). */
+type SessionOptions = Pick<PostgresOptions, 'lockTimeoutMs' | 'idleInTransactionTimeoutMs' | 'requestDeadlines'>;
+
 /** Opens PostgreSQL from `DATABASE_URL`, or embedded PGlite under `DATA_DIR/pgdata`. */
-export function openDatabase(config: Config, applicationName = 'authtrail', poolMax = config.database.poolMax): Promise<Database> {
+export function openDatabase(
+  config: Config,
+  applicationName = 'authtrail',
+  poolMax = config.database.poolMax,
+  session: SessionOptions = {},
+): Promise<Database> {
   const { database } = config;
   if (database.url) {
     return Promise.resolve(
@@ -39,6 +47,7 @@ export function openDatabase(config: Config, applicationName = 'authtrail', pool
         statementTimeoutMs: database.statementTimeoutMs,
         connectTimeoutMs: database.connectTimeoutMs,
         applicationName,
+        ...session,
       }),
     );
   }
@@ -134,8 +143,12 @@ export async function bootstrapAdmin(services: Services): Promise<void> {
 /** Opens the database (migrating it when configured), Redis, the audit writer, the checkpointer and the services. */
 export async function openRuntime(config: Config, logger: Logger): Promise<Runtime> {
   const db = await openDatabase(config);
-  // The audit writer gets its own two connections, so requests holding the pool never starve it.
-  const auditDb = config.database.url ? await openDatabase(config, 'authtrail-audit', 2) : db;
+  // The audit writer gets its own two connections, so requests holding the pool never starve it;
+  // their sessions never let a stopped process hold the chain's lock (AUDIT_SESSION), and its
+  // transactions serve many requests, so no one request's deadline bounds them.
+  const auditDb = config.database.url
+    ? await openDatabase(config, 'authtrail-audit', 2, { ...AUDIT_SESSION, requestDeadlines: false })
+    : db;
   const closers: Array<() => Promise<unknown>> = [() => db.close()];
   if (auditDb !== db) closers.unshift(() => auditDb.close());
   try {

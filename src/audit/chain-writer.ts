@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Database, Queryable } from '../db/database.js';
 import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
+import { currentDeadline, outsideDeadline } from '../deadline.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH, chainHash, type ChainRecord } from './canonical.js';
 import { createMicrosecondClock } from './clock.js';
@@ -51,9 +52,19 @@ export interface ChainWriterStats {
   closed: boolean;
 }
 
+export interface RecordOptions {
+  /**
+   * The record stops waiting in the queue when this aborts: it is then never written and the call
+   * rejects. Default: the deadline of the request the call is made for (src/deadline.ts), so a
+   * request waits for its record no longer than it has left; `null`: only `writeTimeoutMs`.
+   * A record already in a transaction is bounded by the database timeouts instead.
+   */
+  signal?: AbortSignal | null;
+}
+
 export interface ChainWriter {
   /** Appends one record; resolves only once it is committed, rejects with {@link AuditUnavailableError} otherwise. */
-  recordEvent(event: AuditEvent): Promise<CommittedRecord>;
+  recordEvent(event: AuditEvent, options?: RecordOptions): Promise<CommittedRecord>;
   /** Resolves when every record queued so far has been written or rejected. */
   flush(): Promise<void>;
   /** Refuses new records and waits for the queued ones. */
@@ -77,8 +88,19 @@ interface Pending {
   record: Omit<ChainRecord, 'seq'>;
   resolve: (committed: CommittedRecord) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Stops the queue-wait bounds (timer, signal) once the record is taken into a transaction. */
+  taken: () => void;
 }
+
+/**
+ * The writer's PostgreSQL sessions (runtime.ts opens its pool with these). Its transaction holds
+ * the chain's advisory lock across a few client round trips, so a gateway that stops in the
+ * middle of one (SIGSTOP, a frozen VM, a network partition) would hold every other gateway's
+ * audit writes. PostgreSQL ends a session that stays idle inside its transaction for 2 s, which
+ * rolls it back and frees the lock; a writer waits at most 3 s for the lock — longer than a
+ * stopped holder can keep it, so waiting out a stopped peer succeeds rather than failing.
+ */
+export const AUDIT_SESSION = { idleInTransactionTimeoutMs: 2000, lockTimeoutMs: 3000 } as const;
 
 /** `account` is derived from `username` and not hashed (migration 007, docs/audit-chain.md). */
 const COLUMNS = [
@@ -175,21 +197,26 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   async function drain(): Promise<void> {
     while (queue.length > 0) {
       const batch = queue.splice(0, options.batchMax);
-      for (const p of batch) clearTimeout(p.timer);
+      for (const p of batch) p.taken();
       await writeBatch(batch);
     }
   }
 
   function schedule(): void {
-    draining ??= drain().finally(() => {
+    // A transaction serves many requests: it runs free of the deadline of the one that started it.
+    draining ??= outsideDeadline(drain).finally(() => {
       draining = undefined;
       if (queue.length > 0) schedule();
     });
   }
 
   return {
-    recordEvent(event) {
+    recordEvent(event, recordOptions = {}) {
+      const signal = recordOptions.signal === undefined ? currentDeadline()?.signal : (recordOptions.signal ?? undefined);
       if (closed) return Promise.reject(new AuditUnavailableError('ERR_AUDIT_CLOSED', 'the audit writer is closed'));
+      if (signal?.aborted) {
+        return Promise.reject(new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', "the request's deadline passed before its record was written"));
+      }
       if (queue.length >= maxQueued) {
         return Promise.reject(new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit writer is saturated'));
       }
@@ -200,17 +227,26 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
         return Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
       return new Promise<CommittedRecord>((resolve, reject) => {
+        /** Leaves the queue unwritten; a record already in a transaction is bounded by the database timeouts. */
+        const giveUp = (message: string) => () => {
+          const index = queue.indexOf(pending);
+          if (index === -1) return;
+          queue.splice(index, 1);
+          pending.taken();
+          reject(new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', message));
+        };
+        const timer = setTimeout(giveUp('the audit record waited too long to be written'), options.writeTimeoutMs);
+        const onAbort = giveUp("the request's deadline passed before its record was written");
         const pending: Pending = {
           record,
           resolve,
           reject,
-          timer: setTimeout(() => {
-            const index = queue.indexOf(pending);
-            if (index === -1) return; // already in a transaction, which the database timeouts bound
-            queue.splice(index, 1);
-            reject(new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record waited too long to be written'));
-          }, options.writeTimeoutMs),
+          taken: () => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
+          },
         };
+        signal?.addEventListener('abort', onAbort, { once: true });
         queue.push(pending);
         schedule();
       });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
+import { currentDeadline, DeadlineExceededError } from '../deadline.js';
 
 /** Something that runs one parameterized statement. */
 export interface Queryable {
@@ -27,6 +28,20 @@ export interface PostgresOptions {
   statementTimeoutMs: number;
   connectTimeoutMs: number;
   applicationName?: string;
+  /** `lock_timeout` of every session: the longest wait for a lock. Unset: only the statement timeout. */
+  lockTimeoutMs?: number;
+  /**
+   * `idle_in_transaction_session_timeout` of every session: PostgreSQL ends a session that sits
+   * idle inside a transaction this long (its client stopped or hung), which releases its locks.
+   * Default: twice the statement timeout.
+   */
+  idleInTransactionTimeoutMs?: number;
+  /**
+   * Whether calls made for a request are bounded by that request's deadline (src/deadline.ts):
+   * they get the time it has left, not a full timeout each, and are refused once it is spent.
+   * Default true; off for a pool whose work is shared by many requests (the audit writer's).
+   */
+  requestDeadlines?: boolean;
 }
 
 /** The database could not be reached or stopped answering; callers answer 503, never a guess. */
@@ -44,6 +59,7 @@ export class DatabaseUnavailableError extends Error {
  * the database is unavailable.
  */
 function classify(err: unknown): unknown {
+  if (err instanceof DatabaseUnavailableError) return err;
   if (err instanceof pg.DatabaseError) {
     const code = err.code ?? '';
     return code.startsWith('08') || code.startsWith('57P') || code.startsWith('53') ? new DatabaseUnavailableError({ cause: err }) : err;
@@ -59,15 +75,20 @@ function parseInt8(value: string): number {
   return n;
 }
 
-/** Opens a `pg` pool with bounded connect, statement and query times, so a stalled server never holds a caller forever. */
+/**
+ * Opens a `pg` pool with bounded connect, statement and query times, so a stalled server never
+ * holds a caller forever; a call made for a request gets at most the time its deadline has left.
+ */
 export function createPostgresDatabase(options: PostgresOptions): Database {
+  const queryTimeoutMs = options.statementTimeoutMs + 1000;
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolMax,
     connectionTimeoutMillis: options.connectTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
-    query_timeout: options.statementTimeoutMs + 1000,
-    idle_in_transaction_session_timeout: options.statementTimeoutMs * 2,
+    query_timeout: queryTimeoutMs,
+    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? options.statementTimeoutMs * 2,
+    ...(options.lockTimeoutMs ? { lock_timeout: options.lockTimeoutMs } : {}),
     application_name: options.applicationName ?? 'authtrail',
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
@@ -77,31 +98,94 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
   // An idle client losing its server must not crash the process; the next checkout reconnects.
   pool.on('error', () => {});
 
+  /**
+   * How long the next call may take for the request it runs for: undefined when no request
+   * deadline bounds it (or it is shorter than the pool's own timeouts anyway); throws when the
+   * deadline has no time left for it.
+   */
+  const budgetMs = (): number | undefined => {
+    if (options.requestDeadlines === false) return undefined;
+    const deadline = currentDeadline();
+    if (!deadline) return undefined;
+    const ms = deadline.timeForWorkMs();
+    if (ms === Infinity) return undefined;
+    if (ms < 1) throw new DatabaseUnavailableError({ cause: new DeadlineExceededError(deadline.ms) });
+    return Math.ceil(ms);
+  };
+
+  /** A pooled connection, waiting for one no longer than `budget` (or the connect timeout). */
+  const checkout = async (budget: number | undefined): Promise<pg.PoolClient> => {
+    const pending = pool.connect();
+    if (budget === undefined || budget >= options.connectTimeoutMs) {
+      return pending.catch((err: unknown) => {
+        throw classify(err);
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const outOfTime = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DatabaseUnavailableError({ cause: new DeadlineExceededError(budget) })), budget);
+    });
+    try {
+      return await Promise.race([pending, outOfTime]);
+    } catch (err) {
+      // A connection that arrives after the caller gave up goes straight back to the pool.
+      pending.then((client) => client.release(), () => {});
+      throw classify(err);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
   const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
     async query<R>(text: string, params?: readonly unknown[]) {
+      const budget = budgetMs();
       try {
-        const result = await client.query(text, params as unknown[] | undefined);
+        const values = params as unknown[] | undefined;
+        const result =
+          budget === undefined || budget >= queryTimeoutMs
+            ? await client.query(text, values)
+            : await client.query({ text, values, query_timeout: budget } as pg.QueryConfig);
         return { rows: result.rows as R[] };
       } catch (err) {
         throw classify(err);
       }
     },
     async exec(script: string) {
+      const budget = budgetMs();
       try {
-        await client.query(script);
+        await (budget === undefined || budget >= queryTimeoutMs ? client.query(script) : client.query({ text: script, query_timeout: budget } as pg.QueryConfig));
       } catch (err) {
         throw classify(err);
       }
     },
   });
 
+  const pooled = wrap(pool);
+  /**
+   * Runs one call on the pool. When a deadline leaves less than the connect timeout, the call
+   * checks a connection out itself, so that the wait for one is bounded by the deadline too.
+   */
+  async function onPool<T>(run: (q: Queryable) => Promise<T>): Promise<T> {
+    const budget = budgetMs();
+    if (budget === undefined || budget >= options.connectTimeoutMs) return run(pooled);
+    const client = await checkout(budget);
+    let broken: Error | undefined;
+    try {
+      return await run(wrap(client));
+    } catch (err) {
+      broken = err as Error; // as pg's own pool.query: a connection whose statement failed is not reused
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
   return {
     kind: 'postgres',
-    ...wrap(pool),
+    query: <R>(text: string, params?: readonly unknown[]) => onPool((q) => q.query<R>(text, params)),
+    exec: (script: string) => onPool((q) => q.exec(script)),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect().catch((err: unknown) => {
-        throw classify(err);
-      });
+      const client = await checkout(budgetMs());
       // A checked-out client that loses its server emits 'error'; the failing query reports it.
       const onError = (): void => {};
       client.on('error', onError);

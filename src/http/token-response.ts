@@ -25,9 +25,12 @@ export function presentedRefreshToken(req: Request, config: Config): string | un
 
 /**
  * Answers with a session's tokens. For an allowed browser Origin the refresh token goes into an
- * HttpOnly cookie instead of the body, so page scripts never see it.
+ * HttpOnly cookie instead of the body, so page scripts never see it. A request already answered
+ * (its deadline sent 503) gets nothing more: the session functions undo such late successes
+ * before signing, so this is only the last guard.
  */
 export function sendTokens(req: Request, res: Response, config: Config, tokens: SessionTokens): void {
+  if (res.headersSent) throw new Error('the request was already answered; its tokens are not sent');
   const viaCookie = cookieOrigin(req, config) !== undefined;
   if (viaCookie) {
     res.cookie(REFRESH_COOKIE, tokens.refreshToken, {
