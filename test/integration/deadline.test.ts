@@ -152,6 +152,7 @@ describe('one deadline per request, a real gateway process with PostgreSQL froze
       post(`${gw.url}/login`, { username, password: PASSWORD }),
       post(`${gw.url}/login`, { username, password: 'a wrong password' }),
       post(`${gw.url}/refresh`, { refresh_token: refreshToken }),
+      post(`${gw.url}/logout`, {}),
     ]);
     console.log(`503 latency with PostgreSQL frozen (deadline ${DEADLINE_MS} ms): ${answers.map((a) => `${a.status}/${a.ms}ms`).join(', ')}`);
     assertDeadline503(answers);
