@@ -71,6 +71,17 @@ export async function findEvents(db: Pick<Queryable, 'query'>, filter: EventFilt
   return rows.map(toView);
 }
 
+/** One page of {@link findEvents} and, when more records match, the seq the next page continues before. */
+export async function findEventPage(
+  db: Pick<Queryable, 'query'>,
+  filter: EventFilter,
+  page: { beforeSeq?: number | undefined; limit: number },
+): Promise<{ items: EventView[]; nextBeforeSeq: number | undefined }> {
+  const rows = await findEvents(db, filter, { beforeSeq: page.beforeSeq, limit: page.limit + 1 });
+  const items = rows.slice(0, page.limit);
+  return { items, nextBeforeSeq: rows.length > page.limit ? items[items.length - 1]!.seq : undefined };
+}
+
 /** Every matching record, newest first, a page at a time: exports never hold the result in memory. */
 export async function* streamEvents(db: Pick<Queryable, 'query'>, filter: EventFilter, pageSize = 1000): AsyncGenerator<EventView[]> {
   let beforeSeq: number | undefined;

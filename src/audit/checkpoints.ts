@@ -79,6 +79,42 @@ export function checkCheckpointSignature(cp: Checkpoint, trusted: ReadonlyMap<st
   return crypto.verify(null, checkpointMessage(cp.seq, cp.hash, cp.signedAt), key, cp.signature) ? 'ok' : 'bad_signature';
 }
 
+/** Checks checkpoint signatures, remembering each verdict so that no checkpoint is verified twice. */
+export interface SignatureChecker {
+  check(cp: Checkpoint): CheckpointCheck;
+  /** Ed25519 verifications actually done (remembered verdicts are not counted). */
+  readonly verified: number;
+}
+
+/**
+ * A {@link SignatureChecker} for one set of trusted keys. The verdict is remembered by `seq`
+ * together with a digest of everything the verdict depends on (message, key id, signature), so a
+ * checkpoint replaced by another at the same seq is verified afresh. About 80 bytes a checkpoint.
+ */
+export function createSignatureChecker(trusted: ReadonlyMap<string, KeyObject>, options: { onVerify?: () => void } = {}): SignatureChecker {
+  const verdicts = new Map<number, string>();
+  let verified = 0;
+  return {
+    check(cp) {
+      const key = trusted.get(cp.keyId);
+      if (!key) return 'unknown_key';
+      const message = checkpointMessage(cp.seq, cp.hash, cp.signedAt);
+      // 128 bits of SHA-256 as a one-byte string: compact, and no second checkpoint can be made to match it.
+      const digest = crypto.createHash('sha256').update(encodeFields([message, cp.keyId, cp.signature])).digest().toString('latin1', 0, 16);
+      const known = verdicts.get(cp.seq);
+      if (known !== undefined && known.slice(1) === digest) return known[0] === 'o' ? 'ok' : 'bad_signature';
+      const check: CheckpointCheck = crypto.verify(null, message, key, cp.signature) ? 'ok' : 'bad_signature';
+      verified += 1;
+      options.onVerify?.();
+      verdicts.set(cp.seq, `${check === 'ok' ? 'o' : 'b'}${digest}`);
+      return check;
+    },
+    get verified() {
+      return verified;
+    },
+  };
+}
+
 /** One line of the JSON-lines export. */
 export function checkpointToLine(cp: Checkpoint): string {
   return JSON.stringify({
@@ -125,17 +161,111 @@ export async function readCheckpointFile(file: string): Promise<Checkpoint[]> {
   return checkpoints;
 }
 
+/** Where an incremental read of the export file stands: the file (device and inode), the bytes and lines consumed. */
+export interface CheckpointFilePosition {
+  readonly dev: number;
+  readonly ino: number;
+  readonly offset: number;
+  readonly line: number;
+}
+
+const FILE_CHUNK = 256 * 1024;
+
+/**
+ * Reads the export file's complete lines after `from` (the whole file when `from` is absent,
+ * names another file, or lies beyond the file's end: then `restarted`), a chunk at a time,
+ * handing each chunk's checkpoints to `onPage`. A last line without its newline is being written
+ * and is left for the next read. A missing file holds no checkpoints.
+ */
+export async function readCheckpointFileFrom(
+  file: string,
+  from: CheckpointFilePosition | undefined,
+  onPage: (checkpoints: Checkpoint[]) => void | Promise<void>,
+): Promise<{ position: CheckpointFilePosition | undefined; restarted: boolean }> {
+  let handle: fs.promises.FileHandle;
+  try {
+    handle = await fs.promises.open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { position: undefined, restarted: from !== undefined };
+    throw err;
+  }
+  try {
+    const stat = await handle.stat();
+    const resume = from !== undefined && from.dev === stat.dev && from.ino === stat.ino && from.offset <= stat.size;
+    let offset = resume ? from.offset : 0;
+    let line = resume ? from.line : 0;
+    let carry = Buffer.alloc(0);
+    const chunk = Buffer.allocUnsafe(FILE_CHUNK);
+    while (offset + carry.length < stat.size) {
+      const { bytesRead } = await handle.read(chunk, 0, Math.min(FILE_CHUNK, stat.size - offset - carry.length), offset + carry.length);
+      if (bytesRead === 0) break;
+      const bytes = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+      const end = bytes.lastIndexOf(0x0a) + 1; // a newline byte never occurs inside a multi-byte UTF-8 character
+      const page: Checkpoint[] = [];
+      const lines = bytes.toString('utf8', 0, end).split('\n');
+      lines.pop(); // the piece after the last newline: empty, or a line still being written
+      for (const text of lines) {
+        line += 1;
+        if (text.trim() !== '') page.push(parseCheckpointLine(text, line));
+      }
+      offset += end;
+      carry = Buffer.from(bytes.subarray(end));
+      if (page.length > 0) await onPage(page);
+    }
+    return { position: { dev: stat.dev, ino: stat.ino, offset, line }, restarted: from !== undefined && !resume };
+  } finally {
+    await handle.close();
+  }
+}
+
+type CheckpointRow = { seq: number; hash: Uint8Array; signed_at: string; key_id: string; signature: Uint8Array };
+
+const fromRow = (r: CheckpointRow): Checkpoint => ({
+  seq: r.seq,
+  hash: Buffer.from(r.hash),
+  signedAt: r.signed_at,
+  keyId: r.key_id,
+  signature: Buffer.from(r.signature),
+});
+
+const CHECKPOINT_COLUMNS = `seq, hash, ${sqlTimestamp('signed_at')} AS signed_at, key_id, signature`;
+
 /** Every checkpoint stored in the database, in `seq` order. */
 export async function readCheckpointTable(db: Pick<Queryable, 'query'>): Promise<Checkpoint[]> {
-  const { rows } = await db.query<{ seq: number; hash: Uint8Array; signed_at: string; key_id: string; signature: Uint8Array }>(
-    `SELECT seq, hash, ${sqlTimestamp('signed_at')} AS signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq`,
-  );
+  const checkpoints: Checkpoint[] = [];
+  for await (const page of streamCheckpointTable(db, 0)) for (const cp of page) checkpoints.push(cp);
+  return checkpoints;
+}
+
+/** The stored checkpoints after `afterSeq`, in `seq` order, a page at a time (keyset on the primary key). */
+export async function* streamCheckpointTable(db: Pick<Queryable, 'query'>, afterSeq: number, pageSize = 5000): AsyncGenerator<Checkpoint[]> {
+  let after = afterSeq;
+  for (;;) {
+    const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2`, [after, pageSize]);
+    if (rows.length > 0) yield rows.map(fromRow);
+    if (rows.length < pageSize) return;
+    after = rows[rows.length - 1]!.seq;
+  }
+}
+
+/** A checkpoint as `GET /admin/audit/checkpoints` shows it. */
+export interface CheckpointView {
+  seq: number;
+  hash: string;
+  signed_at: string;
+  key_id: string;
+  signature: string;
+}
+
+/** The newest `limit` stored checkpoints, newest first. */
+export async function listCheckpoints(db: Pick<Queryable, 'query'>, limit: number): Promise<CheckpointView[]> {
+  const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq DESC LIMIT $1`, [limit]);
   return rows.map((r) => ({
     seq: r.seq,
-    hash: Buffer.from(r.hash),
-    signedAt: r.signed_at,
-    keyId: r.key_id,
-    signature: Buffer.from(r.signature),
+    hash: Buffer.from(r.hash).toString('hex'),
+    signed_at: r.signed_at,
+    key_id: r.key_id,
+    signature: Buffer.from(r.signature).toString('base64url'),
   }));
 }
 

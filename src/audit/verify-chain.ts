@@ -1,8 +1,9 @@
 import type { KeyObject } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Queryable } from '../db/database.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH, chainHash, type ChainRecord } from './canonical.js';
-import { checkCheckpointSignature, readCheckpointFile, readCheckpointTable, type Checkpoint } from './checkpoints.js';
+import { createSignatureChecker, readCheckpointFile, streamCheckpointTable, type Checkpoint, type SignatureChecker } from './checkpoints.js';
 import { sqlTimestamp } from './clock.js';
 
 /** The kind of problem found at `first_invalid_seq`; docs/audit-chain.md explains each. */
@@ -94,30 +95,60 @@ async function readHeadSeq(db: Pick<Queryable, 'query'>): Promise<number> {
 const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 /**
- * Checks signatures of every checkpoint from the table and the export file and merges them by
- * `seq`. Problems are returned as findings; the trusted ones form the map the chain is held to.
+ * Cuts long synchronous work into slices of about `sliceMs`, giving the event loop a turn
+ * (`setImmediate`: pending I/O, so other requests, runs first) between them. A verification of
+ * millions of rows or checkpoints thus never holds the gateway's loop for longer than one slice.
  */
-function trustCheckpoints(all: readonly Checkpoint[], trustedKeys: ReadonlyMap<string, KeyObject>) {
-  const trusted = new Map<number, Buffer>();
-  const findings: Finding[] = [];
-  for (const cp of all) {
-    const check = checkCheckpointSignature(cp, trustedKeys);
-    if (check === 'unknown_key') {
-      findings.push({ seq: cp.seq, problem: 'checkpoint_unknown_key', detail: `checkpoint at seq ${cp.seq} is signed by unknown key ${cp.keyId}` });
-      continue;
-    }
-    if (check === 'bad_signature') {
-      findings.push({ seq: cp.seq, problem: 'checkpoint_signature_invalid', detail: `checkpoint at seq ${cp.seq} has an invalid signature` });
-      continue;
-    }
-    const known = trusted.get(cp.seq);
-    if (known && !known.equals(cp.hash)) {
-      findings.push({ seq: cp.seq, problem: 'checkpoint_conflict', detail: `two validly signed checkpoints disagree at seq ${cp.seq}` });
-      continue;
-    }
-    trusted.set(cp.seq, cp.hash);
+export class TimeSlicer {
+  private last = performance.now();
+  private calls = 0;
+  constructor(private readonly sliceMs = 5) {}
+
+  /** Call once per unit of work; when it says so, `await pause()` before the next one. */
+  due(): boolean {
+    // Reading the clock every 32 units keeps the check itself negligible.
+    return (++this.calls & 31) === 0 && performance.now() - this.last >= this.sliceMs;
   }
-  return { trusted, findings };
+
+  /** A turn of the event loop; the next slice starts after it. */
+  async pause(): Promise<void> {
+    await nextTurn();
+    this.last = performance.now();
+  }
+}
+
+/**
+ * Checks checkpoint signatures (table and export file alike) and merges them by `seq`. Problems
+ * become findings; the validly signed ones form the map the chain is held to.
+ */
+export class CheckpointTrust {
+  readonly trusted = new Map<number, Buffer>();
+  readonly findings: Finding[] = [];
+  constructor(
+    private readonly signatures: SignatureChecker,
+    private readonly slicer: TimeSlicer = new TimeSlicer(),
+  ) {}
+
+  async add(checkpoints: Iterable<Checkpoint>): Promise<void> {
+    for (const cp of checkpoints) {
+      if (this.slicer.due()) await this.slicer.pause();
+      const check = this.signatures.check(cp);
+      if (check === 'unknown_key') {
+        this.findings.push({ seq: cp.seq, problem: 'checkpoint_unknown_key', detail: `checkpoint at seq ${cp.seq} is signed by unknown key ${cp.keyId}` });
+        continue;
+      }
+      if (check === 'bad_signature') {
+        this.findings.push({ seq: cp.seq, problem: 'checkpoint_signature_invalid', detail: `checkpoint at seq ${cp.seq} has an invalid signature` });
+        continue;
+      }
+      const known = this.trusted.get(cp.seq);
+      if (known && !known.equals(cp.hash)) {
+        this.findings.push({ seq: cp.seq, problem: 'checkpoint_conflict', detail: `two validly signed checkpoints disagree at seq ${cp.seq}` });
+        continue;
+      }
+      this.trusted.set(cp.seq, cp.hash);
+    }
+  }
 }
 
 /** Where the walk along the chain stands. */
@@ -181,11 +212,10 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
 
 /** Trusted checkpoints (table and export file, signatures checked) and the problems found with them. */
 export async function loadCheckpoints(db: Pick<Queryable, 'query'>, options: Pick<VerifyOptions, 'trustedKeys' | 'checkpointFile'>) {
-  const checkpoints = [
-    ...(await readCheckpointTable(db)),
-    ...(options.checkpointFile ? await readCheckpointFile(options.checkpointFile) : []),
-  ];
-  return trustCheckpoints(checkpoints, options.trustedKeys);
+  const trust = new CheckpointTrust(createSignatureChecker(options.trustedKeys));
+  for await (const page of streamCheckpointTable(db, 0)) await trust.add(page);
+  if (options.checkpointFile) await trust.add(await readCheckpointFile(options.checkpointFile));
+  return { trusted: trust.trusted, findings: trust.findings };
 }
 
 /** Where a walk starts: after `seq`, whose stored hash (and prev_hash, for fork detection) are given. */
@@ -210,8 +240,9 @@ export interface RangeOutcome {
  */
 export async function walkRange(
   db: Pick<Queryable, 'query'>,
-  range: { start: WalkStart; endSeq?: number | undefined; trusted: ReadonlyMap<number, Buffer>; batchSize?: number | undefined },
+  range: { start: WalkStart; endSeq?: number | undefined; trusted: ReadonlyMap<number, Buffer>; batchSize?: number | undefined; slicer?: TimeSlicer | undefined },
 ): Promise<RangeOutcome> {
+  const slicer = range.slicer ?? new TimeSlicer();
   const { start } = range;
   const walk: Walk = {
     expected: start.seq + 1,
@@ -227,6 +258,7 @@ export async function walkRange(
   const endSeq = range.endSeq ?? Number.MAX_SAFE_INTEGER;
   pages: for await (const page of streamPages(db, start.seq, range.batchSize ?? 5000)) {
     for (const row of page) {
+      if (slicer.due()) await slicer.pause();
       if (row.seq > endSeq) break pages;
       broken = checkRow(walk, row, range.trusted);
       if (broken) break pages;
@@ -255,7 +287,9 @@ export async function summarizeWalks(
   if (broken.length > 0) {
     findings.push(...broken);
   } else {
-    const beyond = Math.min(...[...parts.trusted.keys()].filter((seq) => seq > headSeq));
+    // A loop: no copy of every key, and no spread of a long list into arguments (which overflows the stack).
+    let beyond = Infinity;
+    for (const seq of parts.trusted.keys()) if (seq > headSeq && seq < beyond) beyond = seq;
     if (Number.isFinite(beyond)) {
       findings.push({ seq: headSeq + 1, problem: 'truncated', detail: `a signed checkpoint covers seq ${beyond} but the chain ends at ${headSeq}` });
     }
