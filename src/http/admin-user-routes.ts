@@ -7,6 +7,7 @@ import { ROLES, type Role } from '../users/user-queries.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { recordForRequest } from './audit-request.js';
 import { clientInfo } from './client-info.js';
+import { usersCursor } from './cursor.js';
 import { HttpError, invalidRequest, parseInput } from './errors.js';
 import { clientText } from './input.js';
 import { jsonBody } from './json-body.js';
@@ -21,7 +22,8 @@ const listQuery = z.object({
   status: z.enum(['active', 'disabled']).optional(),
   role: role.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z.string().max(512).optional(),
+  // An issued cursor holds a normalized username: up to 256 characters of up to 3 UTF-8 bytes, in base64url.
+  cursor: z.string().max(2048).optional(),
 });
 
 function actorOf(req: Request, res: Response): ActorContext {
@@ -68,19 +70,12 @@ export function adminUserRoutes(services: Services): Router {
 
   const list: RequestHandler = async (req, res) => {
     const query = parseInput(listQuery, req.query, 'q, status (active, disabled), role, limit (1-1000) and cursor');
-    let after: string | undefined;
-    if (query.cursor) {
-      try {
-        after = (JSON.parse(Buffer.from(query.cursor, 'base64url').toString('utf8')) as { after: string }).after;
-      } catch {
-        throw invalidRequest('the cursor is not one this gateway issued');
-      }
-    }
+    const after = query.cursor ? usersCursor.decode(query.cursor).after : undefined;
     const rows = await services.users.list({ q: query.q, status: query.status, role: query.role, after, limit: query.limit + 1 });
     const items = rows.slice(0, query.limit);
     const last = items.at(-1);
     const nextCursor =
-      rows.length > query.limit && last ? Buffer.from(JSON.stringify({ after: normalizeUsername(last.username) })).toString('base64url') : null;
+      rows.length > query.limit && last ? usersCursor.encode({ after: normalizeUsername(last.username) }) : null;
     await recordForRequest(services.writer, req, res, {
       eventType: 'user.searched',
       outcome: 'success',

@@ -74,6 +74,37 @@ function matches(s: Seeded, f: Filter): boolean {
   return true;
 }
 
+/** A strict RFC 4180 reader that accepts quoted cells only: an unquoted cell throws. */
+function parseQuotedCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    assert.equal(text[i], '"', `cell at offset ${i} is quoted`);
+    let cell = '';
+    i += 1;
+    for (;;) {
+      const quote = text.indexOf('"', i);
+      assert.ok(quote >= 0, 'every quoted cell is closed');
+      cell += text.slice(i, quote);
+      i = quote + 1;
+      if (text[i] !== '"') break;
+      cell += '"';
+      i += 1;
+    }
+    row.push(cell);
+    if (text[i] === ',') {
+      i += 1;
+    } else {
+      assert.equal(text.slice(i, i + 2), '\r\n', `a cell ends with a comma or CRLF at offset ${i}`);
+      i += 2;
+      rows.push(row);
+      row = [];
+    }
+  }
+  return rows;
+}
+
 describe('security API: login history, summaries, lockouts, integrity', () => {
   let gw: TestGateway;
   let seeded: Seeded[];
@@ -174,11 +205,95 @@ describe('security API: login history, summaries, lockouts, integrity', () => {
 
     const csv = await get('/admin/login-events').query({ from: '2026-01-01T00:00:00Z', to: '2026-01-03T00:00:00Z' }).set('Accept', 'text/csv').expect(200);
     const rows = csv.text.trim().split('\r\n');
-    assert.equal(rows[0], 'seq,event_id,occurred_at,event_type,outcome,reason,username,user_id,ip,user_agent,device_id,mfa_method,session_id,request_id,actor_id,details');
+    assert.equal(rows[0], '"seq","event_id","occurred_at","event_type","outcome","reason","username","user_id","ip","user_agent","device_id","mfa_method","session_id","request_id","actor_id","details"');
     assert.equal(rows.length, seeded.length + 1);
     assert.ok(csv.text.includes(`"'=HYPERLINK(""http://evil"")"`), 'a formula-looking cell is neutralized');
     const exports = await auditRows(gw.t, { eventType: 'audit.exported' });
     assert.deepEqual(exports.slice(-2).map((r) => r.details?.rows), [expected, seeded.length]);
+  });
+
+  it('when exported as CSV, then every cell is quoted, so no separator a spreadsheet may use starts a cell, and formulas keep their prefix', async () => {
+    const hostile = [
+      `x;=cmd|' /C calc'!A0`, 'a,b', 'tab\there', 'say "hi"', 'line1\nline2', 'cr\r\nlf', '=1+2', '+SUM(A1)', '-2+3', '@SUM(A1)', '\tlead', 'plain',
+    ];
+    const writer = createChainWriter(gw.t.db, { batchMax: 8, writeTimeoutMs: 5000 });
+    for (const [i, text] of hostile.entries()) {
+      await writer.recordEvent({ eventType: 'login.failed', outcome: 'failure', reason: text, username: text, userAgent: hostile[(i + 1) % hostile.length]!, deviceId: 'csv-attack', details: { text } });
+    }
+    await writer.close();
+    const csv = await get('/admin/login-events').query({ device_id: 'csv-attack' }).set('Accept', 'text/csv').expect(200);
+
+    // Outside the quoted cells there is nothing but the comma and the line break: no `;` or tab a spreadsheet could split on.
+    assert.match(csv.text.replace(/"(?:[^"]|"")*"/g, ''), /^[,\r\n]*$/);
+    const table = parseQuotedCsv(csv.text);
+    assert.equal(table.length, hostile.length + 1);
+    const header = table[0]!;
+    const column = (name: string) => header.indexOf(name);
+    const neutralized = (text: string) => (/^[=+\-@\t\r]/.test(text) ? `'${text}` : text);
+    const rows = table.slice(1).reverse(); // newest first
+    for (const [i, text] of hostile.entries()) {
+      const row = rows[i]!;
+      assert.equal(row.length, header.length);
+      assert.equal(row[column('username')], neutralized(text), JSON.stringify(text));
+      assert.equal(row[column('reason')], neutralized(text));
+      assert.equal(row[column('user_agent')], neutralized(hostile[(i + 1) % hostile.length]!));
+      assert.deepEqual(JSON.parse(row[column('details')]!), { text });
+      assert.equal(row[column('session_id')], '', 'NULL is the empty quoted cell');
+    }
+  });
+
+  it('when a cursor was not issued by the gateway, then 400 naming cursor, for login events and the user list alike', async () => {
+    const issued = async (path: string, token: string) => {
+      const res = await get(path, token).query({ limit: 1 }).expect(200);
+      assert.equal(typeof res.body.next_cursor, 'string', `${path} issues a cursor`);
+      return res.body.next_cursor as string;
+    };
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const routes = [
+      { path: '/admin/login-events', token: security, cursor: await issued('/admin/login-events', security) },
+      { path: '/admin/users', token: adminToken, cursor: await issued('/admin/users', adminToken) },
+    ];
+    for (const [n, route] of routes.entries()) {
+      await get(route.path, route.token).query({ cursor: route.cursor, limit: 1 }).expect(200);
+      const body = JSON.parse(Buffer.from(route.cursor, 'base64url').toString('utf8')) as Record<string, unknown>;
+      const forged: string[] = [
+        encode({ after: '\u0000' }), encode({ after: 'carol' }), encode({ before: 5 }), encode([body]), encode('x'), encode(null), encode(42),
+        encode({ ...body, extra: 1 }), `${route.cursor}=`, `${route.cursor}.`, 'garbage!', routes[1 - n]!.cursor,
+        Buffer.from(JSON.stringify(body, null, 1)).toString('base64url'),
+      ];
+      for (const key of Object.keys(body)) {
+        const rest = { ...body };
+        delete rest[key];
+        forged.push(encode(rest));
+        const bad = typeof body[key] === 'string' ? ['\u0000', 'a\u0000b', '\ud800', 'x\udc00', 1, null, true, {}] : [2 ** 60, 1.5, -1, 0, '1', null, true, {}];
+        for (const value of bad) forged.push(encode({ ...body, [key]: value }));
+        forged.push(Buffer.from(JSON.stringify({ ...body, [key]: 'UNSAFE' }).replace('"UNSAFE"', '9007199254740993')).toString('base64url'));
+      }
+      if (typeof body.v === 'number') forged.push(encode({ ...body, v: body.v + 1 }));
+      for (const cursor of forged) {
+        const res = await get(route.path, route.token).query({ cursor });
+        assert.equal(res.status, 400, `${route.path} cursor ${Buffer.from(cursor, 'base64url').toString('utf8')}`);
+        assert.ok((res.body.fields as string[]).includes('cursor'), JSON.stringify(res.body));
+      }
+    }
+  });
+
+  it('when the user list gets a cursor naming a NUL username, then 400 naming cursor, and nothing reaches PostgreSQL', async () => {
+    const cursor = Buffer.from(JSON.stringify({ after: '\u0000' })).toString('base64url');
+    const res = await get('/admin/users', adminToken).query({ cursor }).expect(400);
+    assert.deepEqual([res.body.code, res.body.fields], ['invalid_request', ['cursor']]);
+  });
+
+  it('when the user list is paged, then the cursor it issues walks every user exactly once', async () => {
+    const all = ((await get('/admin/users', adminToken).query({ limit: 1000 }).expect(200)).body.items as Array<{ id: string }>).map((u) => u.id);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res: request.Response = await get('/admin/users', adminToken).query({ limit: 1, ...(cursor ? { cursor } : {}) }).expect(200);
+      seen.push(...(res.body.items as Array<{ id: string }>).map((u) => u.id));
+      cursor = res.body.next_cursor;
+    } while (cursor);
+    assert.deepEqual(seen, all);
   });
 
   it('when the summary is asked for, then counts per bucket, failing IPs, targeted usernames and spraying IPs match the seed', async () => {
