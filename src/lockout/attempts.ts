@@ -14,6 +14,11 @@ export interface AttemptEvent {
   outcome: AuditOutcome;
   reason: string | null;
   details: Record<string, unknown> | null;
+  /**
+   * The record must be written even when its request has already been answered (its deadline
+   * passed): `lockout.started` is the source of truth locks are restored from.
+   */
+  outlivesRequest?: boolean;
 }
 
 export interface AttemptOptions {
@@ -91,7 +96,7 @@ export class Attempt {
       details: this.details({ attempt: this.slot, ...options.details }),
     });
     if (outcome.lockStarted) {
-      await record({ eventType: 'lockout.started', outcome: 'success', reason: 'too_many_failures', details: this.details({ ...outcome.lockStarted }) });
+      await record({ eventType: 'lockout.started', outcome: 'success', reason: 'too_many_failures', details: this.details({ ...outcome.lockStarted }), outlivesRequest: true });
     }
   }
 

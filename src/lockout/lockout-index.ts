@@ -24,9 +24,12 @@ export interface LockoutIndex {
  * Redis: a sorted set of accounts scored by `locked_until` (ms), and one JSON string per lock
  * expiring with it. The set's own TTL is refreshed to the longest lock on every add.
  */
+/** The Redis key of one account's current lock; it exists exactly while the lock lasts. */
+export const lockoutInfoKey = (keyPrefix: string, account: string): string => `${keyPrefix}:lockout:${account}`;
+
 export function createRedisLockoutIndex(redis: Redis, keyPrefix: string, maxDurationSeconds: number): LockoutIndex {
   const INDEX_KEY = `${keyPrefix}:lockouts`;
-  const infoKey = (account: string): string => `${keyPrefix}:lockout:${account}`;
+  const infoKey = (account: string): string => lockoutInfoKey(keyPrefix, account);
   return {
     async add(info) {
       const until = Date.parse(info.locked_until);
@@ -56,12 +59,22 @@ export function createRedisLockoutIndex(redis: Redis, keyPrefix: string, maxDura
   };
 }
 
+/** The in-process index can also answer synchronously, for the in-process attempt counter. */
+export interface MemoryLockoutIndex extends LockoutIndex {
+  /** Milliseconds the account stays locked; 0 when it is not. */
+  lockedMs(account: string): number;
+}
+
 /** The same operations in process, for embedded mode and as the fallback when Redis fails. */
-export function createMemoryLockoutIndex(): LockoutIndex {
+export function createMemoryLockoutIndex(): MemoryLockoutIndex {
   const entries = new Map<string, LockoutInfo>();
   const live = (info: LockoutInfo | undefined): LockoutInfo | undefined =>
     info && Date.parse(info.locked_until) > Date.now() ? info : undefined;
   return {
+    lockedMs(account) {
+      const info = live(entries.get(account));
+      return info ? Date.parse(info.locked_until) - Date.now() : 0;
+    },
     add(info) {
       entries.set(info.username, info);
       return Promise.resolve();

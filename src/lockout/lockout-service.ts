@@ -8,7 +8,8 @@ import {
   type IRateLimiterStoreOptions,
 } from 'rate-limiter-flexible';
 import type { Config } from '../config.js';
-import { createMemoryLockoutIndex, createRedisLockoutIndex, type LockoutIndex, type LockoutInfo } from './lockout-index.js';
+import { createMemoryAttemptCounter, createRedisAttemptCounter, type AttemptCounter } from './attempt-counter.js';
+import { createMemoryLockoutIndex, createRedisLockoutIndex, lockoutInfoKey, type LockoutIndex, type LockoutInfo } from './lockout-index.js';
 
 export type { LockoutInfo } from './lockout-index.js';
 
@@ -63,7 +64,7 @@ export interface LockoutService {
   releaseSlot(account: string): Promise<{ degraded: boolean }>;
   list(): Promise<LockoutInfo[]>;
   get(account: string): Promise<LockoutInfo | undefined>;
-  /** Unlocks: clears the failure count and the lock; true when there was something to clear. */
+  /** Unlocks: clears the failure count and the lock; true when the account was locked. */
   clear(account: string): Promise<boolean>;
   /** Whether the last store operation fell back to the in-process limiter. */
   readonly degraded: boolean;
@@ -135,14 +136,17 @@ export interface LockoutServiceOptions {
 export function createLockoutService(options: LockoutServiceOptions): LockoutService {
   const { config, redis, keyPrefix } = options;
   const definitions = {
-    attempts: { keyPrefix: `${keyPrefix}:attempts`, points: config.maxFailures, duration: config.windowSeconds },
     locks: { keyPrefix: `${keyPrefix}:locks`, points: 1_000_000, duration: config.escalationWindowSeconds },
     ip: { keyPrefix: `${keyPrefix}:ip`, points: config.ipMaxFailures, duration: config.ipWindowSeconds },
+    // Holds an address refused past its window's end (IP_BLOCK_SECONDS), apart from the count.
+    ipBlocks: { keyPrefix: `${keyPrefix}:ip-block`, points: 1, duration: config.ipBlockSeconds },
   } satisfies Record<string, Partial<IRateLimiterStoreOptions>>;
 
   type Limiters = Record<keyof typeof definitions, RateLimiterAbstract>;
   interface Store {
     limiters: Limiters;
+    /** The account slots of the current lock cycle (atomic with the lock check). */
+    attempts: AttemptCounter;
     index: LockoutIndex;
     /** Whether the store still holds the locks restored into it. */
     hasState(): Promise<boolean>;
@@ -150,13 +154,16 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
     restoring?: Promise<void> | undefined;
   }
   let memoryRestored = false;
+  const counterSettings = { max: config.maxFailures, windowMs: config.windowSeconds * 1000 };
+  const memoryIndex = createMemoryLockoutIndex();
   const memory: Store = {
+    attempts: createMemoryAttemptCounter((account) => memoryIndex.lockedMs(account), counterSettings),
     limiters: {
-      attempts: new RateLimiterMemory(definitions.attempts),
       locks: new RateLimiterMemory(definitions.locks),
       ip: new RateLimiterMemory(definitions.ip),
+      ipBlocks: new RateLimiterMemory(definitions.ipBlocks),
     },
-    index: createMemoryLockoutIndex(),
+    index: memoryIndex,
     hasState: () => Promise.resolve(memoryRestored),
     markState: () => {
       memoryRestored = true;
@@ -168,10 +175,15 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
   const stateSeconds = Math.max(config.escalationWindowSeconds, config.maxDurationSeconds);
   const shared: Store | undefined = redis
     ? {
+        attempts: createRedisAttemptCounter(
+          redis,
+          { counter: (account) => `${keyPrefix}:attempts:${account}`, lock: (account) => lockoutInfoKey(keyPrefix, account) },
+          counterSettings,
+        ),
         limiters: {
-          attempts: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.attempts }),
           locks: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.locks }),
           ip: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.ip }),
+          ipBlocks: new RateLimiterRedis({ storeClient: redis, rejectIfRedisNotReady: true, ...definitions.ipBlocks }),
         },
         index: createRedisLockoutIndex(redis, keyPrefix, config.maxDurationSeconds),
         hasState: async () => (await redis.exists(stateKey)) === 1,
@@ -212,7 +224,6 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
       const last = starts.at(-1)?.lock;
       const until = last ? Date.parse(last.locked_until) : 0;
       if (last && until > now && Date.parse(last.locked_since) >= clearedAt) {
-        await store.limiters.attempts.block(account, seconds(until - now));
         await store.index.add(last);
       }
     }
@@ -230,10 +241,10 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
   }
 
   /** Runs against the shared store; on a store error, against this instance's memory instead. */
-  async function resilient<T>(run: (limiters: Limiters, index: LockoutIndex) => Promise<T>, needsState = false): Promise<{ value: T; degraded: boolean }> {
+  async function resilient<T>(run: (limiters: Limiters, index: LockoutIndex, attempts: AttemptCounter) => Promise<T>, needsState = false): Promise<{ value: T; degraded: boolean }> {
     const runOn = async (store: Store): Promise<T> => {
       if (needsState) await ensureState(store);
-      return run(store.limiters, store.index);
+      return run(store.limiters, store.index, store.attempts);
     };
     if (shared) {
       try {
@@ -267,6 +278,8 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
       if (ip === null) return { allowed: true, consumed: 0, degraded: false };
       const key = ipLimitKey(ip);
       const { value, degraded: d } = await resilient(async (l) => {
+        const blocked = await l.ipBlocks.get(key);
+        if (blocked && blocked.consumedPoints > 0 && blocked.msBeforeNext > 0) return { ok: false as const, res: blocked };
         const taken = await consume(l.ip, key);
         // A refused attempt costs the address nothing: its point goes straight back.
         if (!taken.ok) await giveBack(l.ip, key);
@@ -283,36 +296,31 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
     },
 
     async takeAttemptSlot(account) {
-      const { value, degraded: d } = await resilient(async (l, index) => {
-        const taken = await consume(l.attempts, account);
-        if (taken.ok) return { slot: taken.res.consumedPoints, retryAfterMs: 0 };
-        // A refusal takes no slot: its point goes back, so refusals never outlast the attempts
-        // that caused them (twenty parallel right passwords: five checked, and the count resets).
-        await giveBack(l.attempts, account);
-        // Refused: wait for the lock, not for the counting window. A lock whose fifth failure is
-        // still being checked has no entry yet; it will last as long as the next lock of this account.
-        const lock = await index.get(account);
-        const ms = lock ? Date.parse(lock.locked_until) - Date.now() : lockSeconds(((await l.locks.get(account))?.consumedPoints ?? 0) + 1) * 1000;
-        return { slot: 0, retryAfterMs: Math.max(ms, 0) };
+      const { value, degraded: d } = await resilient(async (l, _index, attempts) => {
+        const taken = await attempts.take(account);
+        if (taken.kind === 'slot') return { slot: taken.slot, retryAfterMs: 0 };
+        if (taken.kind === 'locked') return { slot: 0, retryAfterMs: taken.msLeft };
+        // Every slot is held by an attempt still being checked. If the last of them fails, the lock
+        // lasts as long as the next lock of this account: that is the wait to announce.
+        return { slot: 0, retryAfterMs: lockSeconds(((await l.locks.get(account))?.consumedPoints ?? 0) + 1) * 1000 };
       }, true);
       if (value.slot > 0) return { allowed: true, slot: value.slot, degraded: d };
       return { allowed: false, reason: 'account_locked', retryAfterSeconds: seconds(value.retryAfterMs), degraded: d };
     },
 
     async recordFailure(account, slot, address) {
-      const { value, degraded: d } = await resilient(async (l, index) => {
+      const { value, degraded: d } = await resilient(async (l, index, attempts) => {
         if (address.ip !== null && address.consumed >= config.ipMaxFailures) {
           // The address spent its budget: it stays refused until its window ends, and at least
-          // IP_BLOCK_SECONDS. Only ever lengthened, so a block never wipes the window's count.
+          // IP_BLOCK_SECONDS, held by a key of its own, so the window's count is never rewritten.
           const key = ipLimitKey(address.ip);
           const current = await l.ip.get(key);
-          if (!current || current.msBeforeNext < config.ipBlockSeconds * 1000) await l.ip.block(key, config.ipBlockSeconds);
+          if (!current || current.msBeforeNext < config.ipBlockSeconds * 1000) await l.ipBlocks.block(key, config.ipBlockSeconds);
         }
         // The failure that used the last slot starts the lock; the slots already make further attempts wait.
         if (slot < config.maxFailures) return undefined;
         const lockCount = (await consume(l.locks, account)).res.consumedPoints;
         const duration = lockSeconds(lockCount);
-        await l.attempts.block(account, duration);
         const now = Date.now();
         const info: LockoutInfo = {
           username: account,
@@ -321,22 +329,24 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
           locked_until: new Date(now + duration * 1000).toISOString(),
           lock_count: lockCount,
         };
+        // The index entry is the lock (slots are refused while it exists); the next cycle starts fresh.
         await index.add(info);
+        await attempts.reset(account);
         return info;
       });
       return { lockStarted: value, degraded: d };
     },
 
     async resetFailures(account) {
-      const { degraded: d } = await resilient(async (l, index) => {
-        await l.attempts.delete(account);
+      const { degraded: d } = await resilient(async (_l, index, attempts) => {
+        await attempts.reset(account);
         await index.remove(account);
       });
       return { degraded: d };
     },
 
     async releaseSlot(account) {
-      return { degraded: (await resilient((l) => giveBack(l.attempts, account))).degraded };
+      return { degraded: (await resilient((_l, _index, attempts) => attempts.giveBack(account))).degraded };
     },
 
     async list() {
@@ -348,10 +358,10 @@ export function createLockoutService(options: LockoutServiceOptions): LockoutSer
     },
 
     async clear(account) {
-      const { value } = await resilient(async (l, index) => {
-        const [had] = await Promise.all([l.attempts.get(account), index.get(account)]);
-        await Promise.all([l.attempts.delete(account), index.remove(account)]);
-        return had !== null;
+      const { value } = await resilient(async (_l, index, attempts) => {
+        const lock = await index.get(account);
+        await Promise.all([attempts.reset(account), index.remove(account)]);
+        return lock !== undefined;
       }, true);
       return value;
     },
