@@ -1,5 +1,6 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
+import type { RecordOptions } from '../audit/chain-writer.js';
 import type { AuditEvent, MfaMethod } from '../audit/record.js';
 import type { Attempt, AttemptEvent } from '../lockout/attempts.js';
 import type { Services } from '../services.js';
@@ -51,8 +52,13 @@ interface Proof {
 export function accountRoutes(services: Services): Router {
   const { mfa, lockout, writer } = services;
 
-  const record = (req: Request, res: Response, user: UserRow, event: Omit<AuditEvent, 'username' | 'userId' | 'actorId' | 'ip' | 'userAgent' | 'deviceId' | 'requestId'>) =>
-    recordForRequest(writer, req, res, { ...event, username: user.username, userId: user.id, actorId: user.id, sessionId: authOf(res).sid });
+  const record = (
+    req: Request,
+    res: Response,
+    user: UserRow,
+    event: Omit<AuditEvent, 'username' | 'userId' | 'actorId' | 'ip' | 'userAgent' | 'deviceId' | 'requestId'>,
+    options?: RecordOptions,
+  ) => recordForRequest(writer, req, res, { ...event, username: user.username, userId: user.id, actorId: user.id, sessionId: authOf(res).sid }, options);
 
   /**
    * Re-authenticates the caller and checks the action's code, as one lockout attempt. Throws the
@@ -76,7 +82,8 @@ export function accountRoutes(services: Services): Router {
       account: normalizeUsername(user.username),
       kind: 'reauthentication',
       failureEventType: proof.failureEventType,
-      record: (event: AttemptEvent) => record(req, res, user, { ...event, mfaMethod: proof.mfaMethod }),
+      record: ({ outlivesRequest, ...event }: AttemptEvent) =>
+        record(req, res, user, { ...event, mfaMethod: proof.mfaMethod }, outlivesRequest ? { signal: null } : undefined),
     });
     if (proof.password !== undefined && !(await services.passwords.verify(proof.password, user.password_hash)).ok) {
       await attempt.fail('wrong_password');

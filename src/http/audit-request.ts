@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import type { ChainWriter, CommittedRecord } from '../audit/chain-writer.js';
+import type { ChainWriter, CommittedRecord, RecordOptions } from '../audit/chain-writer.js';
 import type { AuditEvent } from '../audit/record.js';
 import { clientInfo } from './client-info.js';
 
@@ -9,10 +9,11 @@ export function recordForRequest(
   req: Request,
   res: Response,
   event: Omit<AuditEvent, 'ip' | 'userAgent' | 'deviceId' | 'requestId'>,
+  options?: RecordOptions,
 ): Promise<CommittedRecord> {
   const client = clientInfo(req);
   res.locals.audited = true;
-  return writer.recordEvent({ ...event, ip: client.ip, userAgent: client.userAgent, deviceId: client.deviceId, requestId: client.requestId });
+  return writer.recordEvent({ ...event, ip: client.ip, userAgent: client.userAgent, deviceId: client.deviceId, requestId: client.requestId }, options);
 }
 
 /** Whether this request already wrote its decision to the audit trail. */

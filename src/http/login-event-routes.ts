@@ -7,26 +7,27 @@ import { EXPORT_CONTENT_TYPES, exportEvents, exportPreamble, type ExportFormat }
 import type { Services } from '../services.js';
 import { loginEventsCursor } from './cursor.js';
 import { invalidRequest, parseInput } from './errors.js';
+import { clientText, timestamp } from './input.js';
 import { recordRead } from './record-read.js';
 import { requireAuth } from './require-auth.js';
 
-// The query schemas of both routes: every filter a caller can send is validated here.
-const datetime = z.iso.datetime({ offset: true });
+// The query schemas of both routes: every filter a caller can send is validated here, before any
+// SQL, so that whatever passes is something PostgreSQL accepts (no NUL, no year 0, no zone ids).
 const eventsQuery = z.object({
-  username: z.string().min(1).max(256).optional(),
+  username: clientText(256).pipe(z.string().min(1)).optional(),
   user_id: z.uuid().optional(),
   ip: z.string().max(64).optional(),
   event_type: z.string().regex(/^[a-z][a-z_]*(\.[a-z][a-z_]*)*$/).max(64).optional(),
   outcome: z.enum(['success', 'failure']).optional(),
-  device_id: z.string().min(1).max(128).optional(),
-  from: datetime.optional(),
-  to: datetime.optional(),
+  device_id: clientText(128).pipe(z.string().min(1)).optional(),
+  from: timestamp.optional(),
+  to: timestamp.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().max(256).optional(),
 });
 const summaryQuery = z.object({
-  from: datetime.optional(),
-  to: datetime.optional(),
+  from: timestamp.optional(),
+  to: timestamp.optional(),
   bucket: z.enum(['hour', 'day']).default('hour'),
   top: z.coerce.number().int().min(1).max(100).default(10),
 });
@@ -41,6 +42,8 @@ export function parseIpFilter(text: string): EventFilter['ip'] {
       const network = addr.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
       return { kind: 'block', value: `${network.toString()}/${bits}` };
     }
+    // Zone ids (`fe80::1%eth0`) name an interface of some host, not an address the log can hold.
+    if (text.includes('%')) throw new Error('a zone id');
     if (!ipaddr.isValid(text) || (!text.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(text))) throw new Error('not an address');
     return { kind: 'address', value: ipaddr.process(text).toString() };
   } catch {

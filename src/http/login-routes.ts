@@ -58,14 +58,15 @@ export function loginRoutes(services: Services): Router {
   const { lockout, passwords, users, writer, mfa } = services;
 
   /** One record of this login attempt, with what the steps have learned so far. */
-  const recordLogin = (req: Request, res: Response, event: AttemptEvent) => {
+  const recordLogin = (req: Request, res: Response, { outlivesRequest, ...event }: AttemptEvent) => {
     const state = res.locals.login as Partial<LoginState> | undefined;
-    return recordForRequest(writer, req, res, {
-      ...event,
-      username: state?.username ?? null,
-      userId: state?.user?.id ?? null,
-      mfaMethod: state?.mfaMethod ?? 'none',
-    });
+    return recordForRequest(
+      writer,
+      req,
+      res,
+      { ...event, username: state?.username ?? null, userId: state?.user?.id ?? null, mfaMethod: state?.mfaMethod ?? 'none' },
+      outlivesRequest ? { signal: null } : undefined,
+    );
   };
 
   /** A refusal before any attempt began (malformed input): one `login.failed` record. */
