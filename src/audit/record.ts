@@ -1,16 +1,17 @@
 import net from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { ChainRecord } from './canonical.js';
+import { AUDIT_EVENT_TYPES, type AuditEventType, type AuditReason } from './vocabulary.js';
 
 export type AuditOutcome = 'success' | 'failure';
 export type MfaMethod = 'none' | 'totp' | 'recovery_code';
 
 /** What a caller of `recordEvent` describes; the writer adds `seq`, `event_id`, time and hashes. */
 export interface AuditEvent {
-  /** Dotted lower-case name, e.g. `login.succeeded`, `lockout.started`. */
-  eventType: string;
+  /** One of the closed list in vocabulary.ts, e.g. `login.succeeded`, `lockout.started`. */
+  eventType: AuditEventType;
   outcome: AuditOutcome;
-  reason?: string | null;
+  reason?: AuditReason | null;
   /** The username as attempted, even when no such user exists. */
   username?: string | null;
   userId?: string | null;
@@ -42,6 +43,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const isUuid = (value: string): boolean => UUID.test(value);
 const EVENT_TYPE = /^[a-z][a-z_]*(\.[a-z][a-z_]*)*$/;
 const MFA_METHODS: ReadonlySet<string> = new Set(['none', 'totp', 'recovery_code']);
+const KNOWN_EVENT_TYPES: ReadonlySet<string> = new Set(AUDIT_EVENT_TYPES);
 
 /**
  * Makes client-supplied text storable and unambiguous: PostgreSQL text cannot hold NUL, and a lone
@@ -90,6 +92,7 @@ export function normalizeIp(ip: string | null | undefined): string | null {
  */
 export function toChainRecord(event: AuditEvent, eventId: string, occurredAt: string): Omit<ChainRecord, 'seq'> {
   if (!EVENT_TYPE.test(event.eventType)) throw new TypeError(`audit event type ${event.eventType} is not a dotted name`);
+  if (!KNOWN_EVENT_TYPES.has(event.eventType)) throw new TypeError(`audit event type ${event.eventType} is not in the vocabulary`);
   if (event.outcome !== 'success' && event.outcome !== 'failure') throw new TypeError('audit outcome must be success or failure');
   if (event.mfaMethod != null && !MFA_METHODS.has(event.mfaMethod)) throw new TypeError('audit mfa_method is not known');
 

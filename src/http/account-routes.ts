@@ -2,6 +2,7 @@ import { Router, type Request, type RequestHandler, type Response } from 'expres
 import { z } from 'zod';
 import type { RecordOptions } from '../audit/chain-writer.js';
 import type { AuditEvent, MfaMethod } from '../audit/record.js';
+import type { AuditEventType, AuditReason } from '../audit/vocabulary.js';
 import type { Attempt, AttemptEvent } from '../lockout/attempts.js';
 import type { Services } from '../services.js';
 import { passwordPolicyProblem, PASSWORD_MAX_BYTES } from '../users/passwords.js';
@@ -25,20 +26,20 @@ const passwordChangeBody = z.object({ current_password: z.string().max(4096), ne
 /** The user behind the token (requireAuth has already checked it is active and the session live). */
 async function currentUser(services: Services, res: Response): Promise<UserRow> {
   const user = await services.users.findById(authOf(res).sub);
-  if (!user || user.status !== 'active') throw new HttpError(401, 'unauthorized', 'The account is not active');
+  if (!user || user.status !== 'active') throw new HttpError('unauthorized', { detail: 'The account is not active' });
   return user;
 }
 
 /** What a self-service request must prove, and how its refusals are recorded. */
 interface Proof {
   /** Event type of this action's refusals, e.g. `mfa.disable_failed`. */
-  failureEventType: string;
+  failureEventType: AuditEventType;
   /** The current password, when presented. */
   password: string | undefined;
   /** Whether a recent login is not enough (changing the password always needs the current one). */
   passwordRequired: boolean;
   /** The code check of this action, if it has one: undefined when right, else the failure. */
-  checkCode?: () => Promise<{ reason: string; eventType?: string } | undefined>;
+  checkCode?: () => Promise<{ reason: AuditReason; eventType?: AuditEventType } | undefined>;
   mfaMethod: MfaMethod;
 }
 
@@ -69,7 +70,7 @@ export function accountRoutes(services: Services): Router {
     const recent = authTime !== undefined && Date.now() / 1000 - authTime <= REAUTH_MAX_AGE_SECONDS;
     if (proof.password === undefined && (proof.passwordRequired || !recent)) {
       await record(req, res, user, { eventType: proof.failureEventType, outcome: 'failure', reason: 'reauthentication_required', mfaMethod: proof.mfaMethod });
-      throw new HttpError(403, 'reauthentication_required', 'Confirm with the current password', {
+      throw new HttpError('reauthentication_required', {
         detail: `send current_password (or log in again: a login within ${REAUTH_MAX_AGE_SECONDS} s is enough)`,
       });
     }
@@ -87,19 +88,19 @@ export function accountRoutes(services: Services): Router {
     });
     if (proof.password !== undefined && !(await services.passwords.verify(proof.password, user.password_hash)).ok) {
       await attempt.fail('wrong_password');
-      throw new HttpError(400, 'invalid_credentials', 'The current password is not right');
+      throw new HttpError('invalid_credentials', { detail: 'The current password is not right' });
     }
     const wrongCode = await proof.checkCode?.();
     if (wrongCode) {
       await attempt.fail(wrongCode.reason, wrongCode.eventType ? { eventType: wrongCode.eventType } : {});
-      throw new HttpError(400, 'invalid_mfa', wrongCode.reason === 'no_enrollment' ? 'No enrollment is pending' : 'The code is not valid');
+      throw new HttpError('invalid_mfa', { detail: wrongCode.reason === 'no_enrollment' ? 'No enrollment is pending' : 'The code is not valid' });
     }
     await attempt.succeed();
     return attempt.details();
   }
 
   /** A current code of the user's authenticator: wrong codes and replays are failures. */
-  const currentCode = (userId: string, otp: string) => async () => {
+  const currentCode = (userId: string, otp: string) => async (): Promise<{ reason: AuditReason; eventType?: AuditEventType } | undefined> => {
     const result = await mfa.verifyTotp(userId, otp);
     if (result === 'ok') return undefined;
     if (result === 'replayed') return { reason: 'otp_replayed', eventType: 'mfa.replayed' };
@@ -113,7 +114,7 @@ export function accountRoutes(services: Services): Router {
     const started = await mfa.startEnrollment(user);
     if (started === 'already_enabled') {
       await record(req, res, user, { eventType: 'mfa.enrollment_failed', outcome: 'failure', reason: 'mfa_already_enabled', mfaMethod: 'totp' });
-      throw new HttpError(409, 'mfa_already_enabled', 'MFA is already enabled; disable it first');
+      throw new HttpError('mfa_already_enabled', { detail: 'MFA is already enabled; disable it first' });
     }
     await record(req, res, user, { eventType: 'mfa.enrollment_started', outcome: 'success', mfaMethod: 'totp', details });
     res.set('Cache-Control', 'no-store').json({ secret: started.secret, otpauth_uri: started.otpauthUri });

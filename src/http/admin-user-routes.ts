@@ -33,13 +33,13 @@ function actorOf(req: Request, res: Response): ActorContext {
 
 function userId(req: Request): string {
   const id = String(req.params.id).toLowerCase();
-  if (!isUuid(id)) throw new HttpError(404, 'not_found', 'No such user');
+  if (!isUuid(id)) throw new HttpError('not_found', { detail: 'No such user' });
   return id;
 }
 
 function unwrap<T>(result: AdminResult<T>): T {
   if (result.ok) return result.value;
-  if (result.problem === 'not_found') throw new HttpError(404, 'not_found', 'No such user');
+  if (result.problem === 'not_found') throw new HttpError('not_found', { detail: 'No such user' });
   throw invalidRequest(result.detail);
 }
 
@@ -62,7 +62,7 @@ export function adminUserRoutes(services: Services): Router {
     const body = parseInput(createUserBody, req.body, 'username and password are strings; roles, if given, a list of user, security, admin');
     const result = await admin.create({ username: body.username, password: body.password, roles: body.roles ?? ['user'] }, actorOf(req, res));
     if (!result.ok) {
-      if (result.problem === 'username_taken') throw new HttpError(409, 'username_taken', 'The username is taken');
+      if (result.problem === 'username_taken') throw new HttpError('username_taken');
       throw invalidRequest(result.detail);
     }
     res.status(201).json({ id: result.user.id, username: result.user.username, roles: result.user.roles });
@@ -87,7 +87,7 @@ export function adminUserRoutes(services: Services): Router {
 
   const show: RequestHandler = async (req, res) => {
     const user = await services.users.findById(userId(req));
-    if (!user) throw new HttpError(404, 'not_found', 'No such user');
+    if (!user) throw new HttpError('not_found', { detail: 'No such user' });
     res.json(view(user));
   };
 

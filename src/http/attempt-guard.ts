@@ -13,7 +13,7 @@ export async function startAttempt(lockout: LockoutService, req: Request, res: R
   const started = await beginAttempt(lockout, { ...options, ip: clientInfo(req).ip });
   if (!started.ok) {
     const { reason, retryAfterSeconds } = started.refusal;
-    throw new HttpError(429, reason, reason === 'account_locked' ? 'The account is locked' : 'Too many attempts', {
+    throw new HttpError(reason, {
       headers: { 'Retry-After': String(retryAfterSeconds) },
     });
   }

@@ -31,7 +31,7 @@ export function requestDeadline(ms: number, options: { skip?: (req: Request) => 
       const cause = new DeadlineExceededError(ms);
       const err = wasAudited(res)
         ? new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record was not committed within the request deadline', { cause })
-        : new HttpError(503, 'service_unavailable', 'The service is temporarily unavailable', { headers: { 'Retry-After': '5' }, cause });
+        : new HttpError('service_unavailable', { headers: { 'Retry-After': '5' }, cause });
       void problemHandler(err, req, res, () => {});
     }, ms);
     res.once('finish', () => clearTimeout(timer));

@@ -7,16 +7,16 @@ import { HttpError } from './errors.js';
 function fromBodyParser(err: { type?: unknown; status?: unknown }): HttpError | undefined {
   switch (err.type) {
     case 'entity.too.large':
-      return new HttpError(413, 'payload_too_large', 'The request body is too large');
+      return new HttpError('payload_too_large');
     case 'entity.parse.failed':
-      return new HttpError(400, 'invalid_request', 'The request is not valid', { detail: 'The body is not valid JSON' });
+      return new HttpError('invalid_request', { detail: 'The body is not valid JSON' });
     case 'encoding.unsupported':
     case 'charset.unsupported':
-      return new HttpError(415, 'unsupported_media_type', 'The request body encoding is not supported');
+      return new HttpError('unsupported_media_type', { detail: 'The request body encoding is not supported' });
     case 'request.aborted':
     case 'request.size.invalid':
     case 'stream.encoding.set':
-      return new HttpError(400, 'invalid_request', 'The request is not valid', { detail: 'The body could not be read' });
+      return new HttpError('invalid_request', { detail: 'The body could not be read' });
     default:
       return undefined;
   }
@@ -32,13 +32,13 @@ const isClientError = (err: unknown): boolean => {
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (err instanceof AuditUnavailableError) {
-    return new HttpError(503, 'audit_unavailable', 'The audit trail is unavailable', {
+    return new HttpError('audit_unavailable', {
       headers: { 'Retry-After': '5' },
       cause: err,
     });
   }
   if (err instanceof DatabaseUnavailableError) {
-    return new HttpError(503, 'service_unavailable', 'The service is temporarily unavailable', {
+    return new HttpError('service_unavailable', {
       headers: { 'Retry-After': '5' },
       cause: err,
     });
@@ -48,10 +48,10 @@ export function toHttpError(err: unknown): HttpError {
     if (parsed) return parsed;
   }
   // The router could not decode a path parameter (`/admin/users/%zz`): the client's mistake.
-  if (err instanceof URIError) return new HttpError(400, 'invalid_request', 'The request is not valid', { detail: 'the path has an invalid percent-escape' });
+  if (err instanceof URIError) return new HttpError('invalid_request', { detail: 'the path has an invalid percent-escape' });
   // Any other library error that declares itself a client error (http-errors: status 4xx, expose).
-  if (isClientError(err)) return new HttpError(400, 'invalid_request', 'The request is not valid');
-  return new HttpError(500, 'internal_error', 'Internal error', { cause: err });
+  if (isClientError(err)) return new HttpError('invalid_request');
+  return new HttpError('internal_error', { cause: err });
 }
 
 /**
@@ -76,5 +76,5 @@ export const problemHandler: ErrorRequestHandler = (err, req, res, _next) => {
 };
 
 export const notFound: RequestHandler = (req, _res, next) => {
-  next(new HttpError(404, 'not_found', 'No such resource', { detail: `${req.method} ${req.path} is not a route of this gateway` }));
+  next(new HttpError('not_found', { detail: `${req.method} ${req.path} is not a route of this gateway` }));
 };

@@ -1,26 +1,7 @@
 import type { z } from 'zod';
+import { PROBLEMS, type ProblemCode } from '../problems.js';
 
-/** Stable `code` values of problem responses; clients switch on these. */
-export type ProblemCode =
-  | 'invalid_request'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'payload_too_large'
-  | 'unsupported_media_type'
-  | 'audit_unavailable'
-  | 'service_unavailable'
-  | 'internal_error'
-  | 'invalid_credentials'
-  | 'mfa_required'
-  | 'invalid_mfa'
-  | 'account_locked'
-  | 'too_many_attempts'
-  | 'invalid_refresh_token'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'username_taken'
-  | 'mfa_already_enabled'
-  | 'reauthentication_required';
+export { PROBLEMS, type ProblemCode } from '../problems.js';
 
 export interface HttpErrorOptions {
   detail?: string;
@@ -35,19 +16,22 @@ export interface HttpErrorOptions {
  * `detail` is shown only when `expose` (status < 500), so internal errors never leak.
  */
 export class HttpError extends Error {
+  readonly status: number;
+  readonly title: string;
   readonly expose: boolean;
   readonly detail: string | undefined;
   readonly headers: Record<string, string>;
   readonly extensions: Record<string, unknown>;
 
   constructor(
-    readonly status: number,
     readonly code: ProblemCode,
-    readonly title: string,
     options: HttpErrorOptions = {},
   ) {
+    const { status, title } = PROBLEMS[code];
     super(options.detail ?? title, { cause: options.cause });
     this.name = 'HttpError';
+    this.status = status;
+    this.title = title;
     this.expose = status < 500;
     this.detail = options.detail;
     this.headers = options.headers ?? {};
@@ -69,4 +53,4 @@ export function parseInput<T>(schema: z.ZodType<T>, value: unknown, message?: st
 }
 
 export const invalidRequest = (detail: string, extensions?: Record<string, unknown>): HttpError =>
-  new HttpError(400, 'invalid_request', 'The request is not valid', { detail, extensions });
+  new HttpError('invalid_request', { detail, extensions });

@@ -14,7 +14,7 @@ const parseJson = express.json({ limit: JSON_BODY_LIMIT, strict: true, type: () 
 export function jsonBody(): RequestHandler[] {
   const requireJson: RequestHandler = (req, _res, next) => {
     if (!req.is('application/json')) {
-      next(new HttpError(415, 'unsupported_media_type', 'The request body must be application/json'));
+      next(new HttpError('unsupported_media_type', { detail: 'The request body must be application/json' }));
       return;
     }
     next();

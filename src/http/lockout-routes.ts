@@ -32,7 +32,7 @@ export function lockoutRoutes(services: Services): Router {
     const account = accountParam(req);
     const info = await lockout.get(account);
     await recordRead(writer, req, res, { resource: 'lockouts', username: account, returned: info ? 1 : 0 });
-    if (!info) throw new HttpError(404, 'not_found', 'The account is not locked');
+    if (!info) throw new HttpError('not_found', { detail: 'The account is not locked' });
     res.set('Cache-Control', 'no-store').json(info);
   };
 

@@ -1,6 +1,7 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import type { MfaMethod } from '../audit/record.js';
+import type { AuditReason } from '../audit/vocabulary.js';
 import type { AttemptEvent } from '../lockout/attempts.js';
 import type { Services } from '../services.js';
 import type { Amr } from '../tokens/access-tokens.js';
@@ -44,8 +45,8 @@ function attemptIn(res: Response) {
 }
 
 /** The one 401 for unknown user, wrong password and disabled user: identical bodies. */
-const invalidCredentials = (): HttpError => new HttpError(401, 'invalid_credentials', 'Invalid username or password');
-const invalidMfa = (): HttpError => new HttpError(401, 'invalid_mfa', 'The second factor is not valid');
+const invalidCredentials = (): HttpError => new HttpError('invalid_credentials');
+const invalidMfa = (): HttpError => new HttpError('invalid_mfa');
 
 /**
  * `POST /login` and `POST /login/mfa` (SPEC §3, §4, §7). Order of work: validate input →
@@ -70,7 +71,7 @@ export function loginRoutes(services: Services): Router {
   };
 
   /** A refusal before any attempt began (malformed input): one `login.failed` record. */
-  const recordRefusal = (req: Request, res: Response, reason: string, details: Record<string, unknown> | null = null) =>
+  const recordRefusal = (req: Request, res: Response, reason: AuditReason, details: Record<string, unknown> | null = null) =>
     recordLogin(req, res, { eventType: 'login.failed', outcome: 'failure', reason, details });
 
   const validateLogin: RequestHandler = async (req, res, next) => {
@@ -154,7 +155,7 @@ export function loginRoutes(services: Services): Router {
     const password = state.password!;
     const user = await users.findByNormalizedUsername(state.account);
     state.user = user;
-    let reason: string | undefined;
+    let reason: AuditReason | undefined;
     if (!user) {
       await passwords.verifyDummy(password);
       reason = 'unknown_user';
@@ -186,7 +187,7 @@ export function loginRoutes(services: Services): Router {
     await attempt.release();
     const token = await mfa.createChallenge({ userId: user.id, username: state.username, requestId: clientInfo(req).requestId });
     await recordLogin(req, res, { eventType: 'login.mfa_required', outcome: 'failure', reason: 'mfa_required', details: attempt.details() });
-    throw new HttpError(401, 'mfa_required', 'A second factor is required', { extensions: { mfa_token: token } });
+    throw new HttpError('mfa_required', { extensions: { mfa_token: token } });
   };
 
   const checkSecondFactor: RequestHandler = async (_req, res, next) => {

@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler } from 'express';
 import { AuditUnavailableError } from '../audit/chain-writer.js';
+import type { AuditEventType, RefusalCode } from '../audit/vocabulary.js';
 import type { Services } from '../services.js';
 import type { AccessClaims } from '../tokens/access-tokens.js';
 import { recordForRequest, wasAudited } from './audit-request.js';
@@ -9,7 +10,7 @@ import { toHttpError } from './error-handler.js';
  * The authentication routes and the event type their refusals are recorded as. `/me/*` and
  * `/mfa/*` paths that are no route (404, 405) are authentication routes too.
  */
-const AUTH_ROUTES: ReadonlyMap<string, string> = new Map([
+const AUTH_ROUTES: ReadonlyMap<string, AuditEventType> = new Map<string, AuditEventType>([
   ['/login', 'login.failed'],
   ['/login/mfa', 'login.failed'],
   ['/refresh', 'token.refresh_failed'],
@@ -22,7 +23,7 @@ const AUTH_ROUTES: ReadonlyMap<string, string> = new Map([
 ]);
 
 /** The event type of a refusal on `path`, or undefined when it is not an authentication route. */
-export function refusalEventType(path: string): string | undefined {
+export function refusalEventType(path: string): AuditEventType | undefined {
   const exact = AUTH_ROUTES.get(path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path);
   if (exact) return exact;
   return /^\/(me|mfa)(\/|$)/.test(path) ? 'auth.request_refused' : undefined;
@@ -51,7 +52,7 @@ export function recordAuthRefusals(services: Pick<Services, 'writer'>): ErrorReq
     recordForRequest(services.writer, req, res, {
       eventType,
       outcome: 'failure',
-      reason: problem.code,
+      reason: problem.code as RefusalCode, // a refusal: 4xx or 503, checked above
       username: login?.username ?? null,
       userId: auth?.sub ?? null,
       actorId: auth?.sub ?? null,

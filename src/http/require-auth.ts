@@ -17,7 +17,8 @@ export function authOf(res: Response): AccessClaims {
 }
 
 const unauthorized = (title: string, error?: string): HttpError =>
-  new HttpError(401, 'unauthorized', title, {
+  new HttpError('unauthorized', {
+    detail: title,
     headers: { 'WWW-Authenticate': error ? `Bearer realm="authtrail", error="${error}"` : 'Bearer realm="authtrail"' },
   });
 
@@ -47,10 +48,10 @@ export function requireAuth(
     const live = isUuid(claims.sub) && isUuid(claims.sid) ? await deps.users.findLiveState(claims.sub, claims.sid) : undefined;
     if (!live || live.status !== 'active' || !live.session_live) throw unauthorized('The session is no longer valid', 'invalid_token');
     if (!live.roles.some((r) => roles.includes(r))) {
-      throw new HttpError(403, 'forbidden', 'Not allowed', { detail: `requires role ${roles.join(' or ')}` });
+      throw new HttpError('forbidden', { detail: `requires role ${roles.join(' or ')}` });
     }
     if (requireMfa && !claims.amr.includes('otp')) {
-      throw new HttpError(403, 'forbidden', 'Not allowed', { detail: 'requires a login with a second factor (amr otp)' });
+      throw new HttpError('forbidden', { detail: 'requires a login with a second factor (amr otp)' });
     }
     res.locals.auth = { ...claims, roles: live.roles };
     next();

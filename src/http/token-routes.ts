@@ -7,7 +7,7 @@ import { HttpError } from './errors.js';
 import { optionalJsonBody } from './json-body.js';
 import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './token-response.js';
 
-const invalidRefreshToken = (): HttpError => new HttpError(401, 'invalid_refresh_token', 'The refresh token is not valid');
+const invalidRefreshToken = (): HttpError => new HttpError('invalid_refresh_token');
 
 /** `POST /refresh` and `POST /logout` (SPEC §3, §6). */
 export function tokenRoutes(services: Services): Router {

@@ -1,4 +1,5 @@
 import type { AuditOutcome } from '../audit/record.js';
+import type { AuditEventType, AuditReason } from '../audit/vocabulary.js';
 import type { LockoutService, Refused } from './lockout-service.js';
 
 /**
@@ -10,9 +11,9 @@ export type AttemptKind = 'login' | 'reauthentication';
 
 /** An audit record the protocol writes for its attempt; the caller adds request, user and method. */
 export interface AttemptEvent {
-  eventType: string;
+  eventType: AuditEventType;
   outcome: AuditOutcome;
-  reason: string | null;
+  reason: AuditReason | null;
   details: Record<string, unknown> | null;
   /**
    * The record must be written even when its request has already been answered (its deadline
@@ -28,7 +29,7 @@ export interface AttemptOptions {
   ip: string | null;
   kind: AttemptKind;
   /** Event type of this route's refusals and wrong secrets, e.g. `login.failed`. */
-  failureEventType: string;
+  failureEventType: AuditEventType;
   /** Appends one audit record of this attempt. */
   record(event: AttemptEvent): Promise<unknown>;
 }
@@ -83,7 +84,7 @@ export class Attempt {
   }
 
   /** A wrong secret: counted toward the lockout and recorded; the last slot starts the lock (recorded too). */
-  async fail(reason: string, options: { eventType?: string; details?: Record<string, unknown> } = {}): Promise<void> {
+  async fail(reason: AuditReason, options: { eventType?: AuditEventType; details?: Record<string, unknown> } = {}): Promise<void> {
     this.#judge();
     const { account, ip } = this.options;
     const record = (event: AttemptEvent) => this.options.record(event);

@@ -87,7 +87,7 @@ export async function createTestGateway(options: { env?: Record<string, string>;
       const result = await createUser(
         { users: services.users, passwords: services.passwords, writer, minPasswordLength: config.passwords.minLength },
         { username, password, roles },
-        { reason: 'test' },
+        {},
       );
       if (!result.ok) throw new Error(result.detail);
       return result.user.id;

@@ -87,7 +87,7 @@ describe('audit chain writer on PostgreSQL', () => {
     const before = (await chainShape(t)).n;
     const results = await Promise.allSettled([
       writer.recordEvent(sampleEvent(1)),
-      writer.recordEvent({ eventType: 'BAD TYPE', outcome: 'failure' }),
+      writer.recordEvent({ eventType: 'BAD TYPE' as never, outcome: 'failure' }),
       writer.recordEvent(sampleEvent(2)),
     ]);
     assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);

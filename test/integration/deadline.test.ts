@@ -200,9 +200,7 @@ describe('one deadline per request, only the audit connection stalled', () => {
     writer = createChainWriter(auditDb, { batchMax: config.audit.batchMax, writeTimeoutMs: config.audit.writeTimeoutMs });
     const services = createServices(config, createLogger('silent'), { db: t.db, writer, redis });
     addUser = async (username) => {
-      const result = await createUser({ users: services.users, passwords: services.passwords, writer, minPasswordLength: 12 }, { username, password: PASSWORD, roles: ['user'] }, {
-        reason: 'test',
-      });
+      const result = await createUser({ users: services.users, passwords: services.passwords, writer, minPasswordLength: 12 }, { username, password: PASSWORD, roles: ['user'] }, {});
       assert.ok(result.ok);
     };
     server = http.createServer(createApp(services));

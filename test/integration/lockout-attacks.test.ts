@@ -67,7 +67,7 @@ describe('attack: unlimited guessing of the current password with a stolen acces
       }
       await request(gw.app).post('/mfa/recovery-codes').set(bearer(token)).send({ otp: totpCode(secret!, now() + 30 * cycle) });
     }
-    assert.deepEqual(guesses, [400, 400, 400, 400, 400, 429, 429, 429, 429, 429, 429, 429]);
+    assert.deepEqual(guesses, [401, 401, 401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
     const right = await request(gw.app).post('/me/password').set(bearer(token)).send({ current_password: PASSWORD, new_password: 'the attacker chose this' });
     assert.equal(right.status, 429);
     assert.equal(right.body.code, 'account_locked');
@@ -93,7 +93,7 @@ describe('attack: unlimited guessing of the current password with a stolen acces
         statuses.push(res.status);
         codes.push(res.body.code as string);
       }
-      assert.deepEqual(statuses, [400, 400, 400, 429]);
+      assert.deepEqual(statuses, [401, 401, 401, 429]);
       assert.equal(codes[3], 'too_many_attempts');
       const refusal = (await auditRows(limited.t, { username })).filter((r) => r.reason === 'too_many_attempts');
       assert.equal(refusal.length, 1);

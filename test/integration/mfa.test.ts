@@ -58,7 +58,7 @@ describe('MFA with TOTP and recovery codes', () => {
     assert.equal(started.headers['cache-control'], 'no-store');
     // Not active yet: the password alone still logs in.
     await request(gw.app).post('/login').send({ username, password: PASSWORD }).expect(200);
-    await request(gw.app).post('/mfa/totp/confirm').set(auth).send({ otp: '000000' === totpCode(base32.decode(started.body.secret), now()) ? '111111' : '000000' }).expect(400);
+    await request(gw.app).post('/mfa/totp/confirm').set(auth).send({ otp: '000000' === totpCode(base32.decode(started.body.secret), now()) ? '111111' : '000000' }).expect(401);
     const confirmed = await request(gw.app).post('/mfa/totp/confirm').set(auth).send({ otp: totpCode(base32.decode(started.body.secret), now()) }).expect(200);
     assert.equal(confirmed.body.recovery_codes.length, 10);
     await passwordStep(gw, username);
@@ -170,7 +170,7 @@ describe('MFA with TOTP and recovery codes', () => {
   it('when MFA is disabled, then a current code is required, and afterwards the password alone logs in', async () => {
     const user = await enrolledUser(gw);
     const auth = { Authorization: `Bearer ${user.accessToken}` };
-    await request(gw.app).post('/mfa/totp/disable').set(auth).send({ otp: '000000' === totpCode(user.secret, now()) ? '111111' : '000000' }).expect(400);
+    await request(gw.app).post('/mfa/totp/disable').set(auth).send({ otp: '000000' === totpCode(user.secret, now()) ? '111111' : '000000' }).expect(401);
     await request(gw.app).post('/mfa/totp/disable').set(auth).send({}).expect(400);
     await request(gw.app).post('/mfa/totp/disable').set(auth).send({ otp: totpCode(user.secret, now()) }).expect(204);
     await request(gw.app).post('/login').send({ username: user.username, password: PASSWORD }).expect(200);
@@ -205,7 +205,7 @@ describe('passwords, sessions and user management', () => {
     await gw.addUser(username, PASSWORD);
     const [a, b] = await sessionsOf(username, 2);
     const auth = { Authorization: `Bearer ${a!.access_token}` };
-    await request(gw.app).post('/me/password').set(auth).send({ current_password: 'not it at all', new_password: 'a brand new password' }).expect(400);
+    await request(gw.app).post('/me/password').set(auth).send({ current_password: 'not it at all', new_password: 'a brand new password' }).expect(401);
     await request(gw.app).post('/me/password').set(auth).send({ current_password: PASSWORD, new_password: 'short' }).expect(400);
     await request(gw.app).post('/me/password').set(auth).send({ current_password: PASSWORD, new_password: 'a brand new password' }).expect(204);
     for (const s of [a!, b!]) await request(gw.app).post('/refresh').send({ refresh_token: s.refresh_token }).expect(401);

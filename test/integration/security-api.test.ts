@@ -218,7 +218,7 @@ describe('security API: login history, summaries, lockouts, integrity', () => {
     ];
     const writer = createChainWriter(gw.t.db, { batchMax: 8, writeTimeoutMs: 5000 });
     for (const [i, text] of hostile.entries()) {
-      await writer.recordEvent({ eventType: 'login.failed', outcome: 'failure', reason: text, username: text, userAgent: hostile[(i + 1) % hostile.length]!, deviceId: 'csv-attack', details: { text } });
+      await writer.recordEvent({ eventType: 'login.failed', outcome: 'failure', reason: text as never, username: text, userAgent: hostile[(i + 1) % hostile.length]!, deviceId: 'csv-attack', details: { text } });
     }
     await writer.close();
     const csv = await get('/admin/login-events').query({ device_id: 'csv-attack' }).set('Accept', 'text/csv').expect(200);

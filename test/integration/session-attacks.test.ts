@@ -136,7 +136,7 @@ describe('attack: MFA attached or removed with nothing but an access token', () 
     const stolen = staleToken(gw, (await login(gw, username)).access_token);
     const statuses: number[] = [];
     for (let i = 0; i < 6; i++) statuses.push((await request(gw.app).post('/mfa/totp/enroll').set(bearer(stolen)).send({ current_password: `guess ${i}` })).status);
-    assert.deepEqual(statuses, [400, 400, 400, 400, 400, 429]);
+    assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);
     await request(gw.app).post('/mfa/totp/enroll').set(bearer(stolen)).send({ current_password: PASSWORD }).expect(429);
   });
 

@@ -28,16 +28,16 @@ describe('audit record normalization', () => {
 
   it('when an id is not a UUID or the event type is malformed, then it is refused as a programming error', () => {
     assert.throws(() => toChainRecord({ eventType: 'login.failed', outcome: 'failure', userId: '42' }, ID, AT), /UUID/);
-    assert.throws(() => toChainRecord({ eventType: 'Login Failed', outcome: 'failure' }, ID, AT), /dotted/);
+    assert.throws(() => toChainRecord({ eventType: 'Login Failed' as never, outcome: 'failure' }, ID, AT), /dotted/);
     assert.throws(() => toChainRecord({ eventType: 'login.failed', outcome: 'maybe' as 'failure' }, ID, AT), /outcome/);
   });
 
   it('when details are too large, then the event is refused rather than stored partially', () => {
-    assert.throws(() => toChainRecord({ eventType: 'x.y', outcome: 'success', details: { blob: 'x'.repeat(10_000) } }, ID, AT), /details/);
+    assert.throws(() => toChainRecord({ eventType: 'login.failed', outcome: 'success', details: { blob: 'x'.repeat(10_000) } }, ID, AT), /details/);
   });
 
   it('when uppercase UUIDs are given, then they are stored lower case as PostgreSQL prints them', () => {
-    const r = toChainRecord({ eventType: 'x.y', outcome: 'success', userId: '6F1C2A9E-0B7D-4C55-9A43-3E2F1D0C9B8A' }, ID, AT);
+    const r = toChainRecord({ eventType: 'login.failed', outcome: 'success', userId: '6F1C2A9E-0B7D-4C55-9A43-3E2F1D0C9B8A' }, ID, AT);
     assert.equal(r.user_id, '6f1c2a9e-0b7d-4c55-9a43-3e2f1d0c9b8a');
   });
 });
