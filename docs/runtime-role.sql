@@ -7,9 +7,27 @@ GRANT USAGE ON SCHEMA public TO authtrail_app;
 GRANT SELECT ON schema_migrations TO authtrail_app;
 -- The audit trail: append and read, never change. UPDATE, DELETE and TRUNCATE are not granted,
 -- and the triggers of migration 003 refuse them even to the owner.
-GRANT SELECT, INSERT ON audit_log, audit_checkpoints TO authtrail_app;
+GRANT SELECT, INSERT ON audit_log, audit_checkpoints, audit_cosignatures TO authtrail_app;
+-- The Merkle tree's tiles: UPDATE only ever appends hashes to a partial tile (the trigger of
+-- migration 008 refuses any other change, and DELETE and TRUNCATE, even to the owner).
+GRANT SELECT, INSERT, UPDATE ON audit_tiles TO authtrail_app;
 GRANT SELECT, INSERT, UPDATE ON users TO authtrail_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_families, refresh_tokens TO authtrail_app;
 -- DELETE on users only removes an account whose creation could not be recorded in the audit trail.
 GRANT DELETE ON users TO authtrail_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON recovery_codes, mfa_challenges TO authtrail_app;
+
+-- An external auditor's own read-only login: the log, its checkpoints, cosignatures and tiles,
+-- nothing else (no users, no sessions, no secrets). Create the role first, e.g.
+--   CREATE ROLE authtrail_auditor LOGIN PASSWORD '...';
+--   GRANT CONNECT ON DATABASE <your database> TO authtrail_auditor;
+-- then this grants it, or does nothing while no such role exists. `npm run audit:verify` needs
+-- no more than this.
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'authtrail_auditor') THEN
+    GRANT USAGE ON SCHEMA public TO authtrail_auditor;
+    GRANT SELECT ON audit_log, audit_checkpoints, audit_tiles, audit_cosignatures TO authtrail_auditor;
+  END IF;
+END
+$$;

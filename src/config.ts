@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { isValidKeyName } from './audit/note.js';
 
 /** Thrown when the environment does not describe a runnable gateway; the message names every bad variable. */
 export class ConfigError extends Error {
@@ -49,6 +50,10 @@ const envSchema = z.object({
   AUDIT_CHECKPOINT_FILE: optionalText,
   AUDIT_SIGNING_KEY_FILE: optionalText,
   AUDIT_TRUSTED_KEY_FILES: optionalText,
+  AUDIT_LOG_ORIGIN: optionalText.refine((v) => v === undefined || (v.length <= 256 && isValidKeyName(v) && !/\p{Cc}/u.test(v)), {
+    message: 'must be a name without spaces, + or control characters, at most 256 characters (e.g. auth.example.com/audit-log)',
+  }),
+  AUDIT_LOG_PUBLIC: bool.default(false),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
   REQUEST_DEADLINE_MS: int(100, 600_000).default(5000),
   HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
@@ -140,6 +145,10 @@ export interface Config {
     /** Only in embedded mode may the signing key be generated on first start. */
     readonly generateSigningKey: boolean;
     readonly trustedKeyFiles: readonly string[];
+    /** The log's name: first line of every checkpoint note and the name of its signature (C2SP tlog-checkpoint). */
+    readonly logOrigin: string;
+    /** Serve /audit-log/checkpoint, /key and /tile/* to anyone, unauthenticated (they hold hashes only). */
+    readonly logPublic: boolean;
   };
   /** Express `trust proxy`: which hops may set X-Forwarded-For. */
   readonly trustProxy: boolean | number | string;
@@ -328,6 +337,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       signingKeyFile: path.resolve(e.AUDIT_SIGNING_KEY_FILE ?? path.join(dataDir, 'keys', 'audit-ed25519.pem')),
       generateSigningKey: mode === 'embedded' && !e.AUDIT_SIGNING_KEY_FILE,
       trustedKeyFiles: list(e.AUDIT_TRUSTED_KEY_FILES).map((p) => path.resolve(p)),
+      logOrigin: e.AUDIT_LOG_ORIGIN ?? 'authtrail.local/audit-log',
+      logPublic: e.AUDIT_LOG_PUBLIC,
     },
     trustProxy: parseTrustProxy(e.TRUST_PROXY.trim()),
     passwords: { bcryptCost: e.BCRYPT_COST, minLength: e.PASSWORD_MIN_LENGTH },

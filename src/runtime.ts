@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { AUDIT_SESSION, createChainWriter } from './audit/chain-writer.js';
 import fs from 'node:fs';
 import { createCheckpointer, loadSigningKey, loadTrustedKeys, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
+import { backfillTree } from './audit/tree.js';
 import type { Config } from './config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database, type PostgresOptions } from './db/database.js';
 import { migrate } from './db/migrate.js';
@@ -157,6 +158,9 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
       if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     }
     const signingKey = loadSigningKey(config.audit.signingKeyFile, { generate: config.audit.generateSigningKey });
+    // Records written before migration 008 (or by an older gateway) get their Merkle leaves now, in chunks.
+    const backfilled = await backfillTree(auditDb, { onProgress: (size, head) => logger.info({ size, head }, 'building the audit Merkle tree') });
+    if (backfilled > 0) logger.info({ records: backfilled }, 'audit Merkle tree built for existing records');
     const writer = createChainWriter(auditDb, { batchMax: config.audit.batchMax, writeTimeoutMs: config.audit.writeTimeoutMs });
     const checkpointer = createCheckpointer({
       db: auditDb,
@@ -166,6 +170,7 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
       everyRecords: config.audit.checkpointEveryRecords,
       everySeconds: config.audit.checkpointEverySeconds,
       logger,
+      origin: config.audit.logOrigin,
     });
     const redis = config.redis.url ? await openRedis(config.redis.url, logger) : undefined;
     if (redis) closers.unshift(() => redis.quit().catch(() => redis.disconnect()));

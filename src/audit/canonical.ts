@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import ipaddr from 'ipaddr.js';
+import { leafHash } from './merkle.js';
 
 /** `prev_hash` of record 1: 32 zero bytes. */
 export const GENESIS_HASH: Buffer = Buffer.alloc(32);
@@ -186,4 +187,9 @@ export function canonicalRecord(r: ChainRecord): Buffer {
 /** `hash = SHA-256(prev_hash ‖ canonical(record))`. */
 export function chainHash(prevHash: Buffer, record: ChainRecord): Buffer {
   return crypto.hash('sha256', writeRecord(record, prevHash), 'buffer');
+}
+
+/** The record's Merkle leaf hash, SHA-256(0x00 ‖ canonical(record)) (RFC 9162; docs/audit-chain.md, "The Merkle tree"). */
+export function recordLeafHash(record: ChainRecord): Buffer {
+  return leafHash(writeRecord(record));
 }

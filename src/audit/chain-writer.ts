@@ -3,9 +3,10 @@ import type { Database, Queryable } from '../db/database.js';
 import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
 import { currentDeadline, outsideDeadline } from '../deadline.js';
 import { normalizeUsername } from '../users/usernames.js';
-import { GENESIS_HASH, chainHash, type ChainRecord } from './canonical.js';
+import { GENESIS_HASH, chainHash, recordLeafHash, type ChainRecord } from './canonical.js';
 import { createMicrosecondClock } from './clock.js';
 import { toChainRecord, type AuditEvent } from './record.js';
+import { TreeCorruptError, checkTileWidths, extendFromLog, readTreeEdge, tileParams, upsertTilesSql, type TreeEdge } from './tree.js';
 
 export type AuditErrorCode = 'ERR_AUDIT_UNAVAILABLE' | 'ERR_AUDIT_CLOSED';
 
@@ -123,20 +124,35 @@ export async function readChainHead(db: Pick<Queryable, 'query'>): Promise<Chain
 }
 
 /**
- * Appends a batch after the current head in one transaction. The advisory lock serializes every
- * writer of every gateway process on this database, so `seq` stays dense and the chain never forks.
+ * Appends a batch after the current head in one transaction, with its Merkle leaves: the advisory
+ * lock serializes every writer of every gateway process on this database, so `seq` stays dense,
+ * the chain never forks, and the tree (audit_tiles) always covers exactly the records committed.
+ *
+ * `cached` is the tree's right edge as this writer last committed it; it is current when the head
+ * is where this writer left it, else the edge is read again under the lock (another process
+ * wrote), and records that have no leaf yet are hashed in first. One statement stores the records
+ * and appends to the tiles, so the tree costs no extra round trip.
  */
-async function appendBatch(tx: Queryable, records: ReadonlyArray<Omit<ChainRecord, 'seq'>>): Promise<CommittedRecord[]> {
+async function appendBatch(
+  tx: Queryable,
+  records: ReadonlyArray<Omit<ChainRecord, 'seq'>>,
+  cached: TreeEdge | undefined,
+): Promise<{ committed: CommittedRecord[]; edge: TreeEdge }> {
   await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
   let { seq, hash: prev } = await readChainHead(tx);
+  let edge = cached?.size === seq ? cached : await readTreeEdge(tx);
+  if (edge.size > seq) throw new TreeCorruptError(`the Merkle tree covers ${edge.size} records but the log ends at ${seq}`);
+  if (edge.size < seq) edge = await extendFromLog(tx, edge, seq);
 
   const params: unknown[] = [];
   const tuples: string[] = [];
   const committed: CommittedRecord[] = [];
+  const leaves: Buffer[] = [];
   for (const partial of records) {
     seq += 1;
     const record: ChainRecord = { ...partial, seq };
     const hash = chainHash(prev, record);
+    leaves.push(recordLeafHash(record));
     const base = params.length;
     tuples.push(`(${COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
     params.push(
@@ -149,8 +165,15 @@ async function appendBatch(tx: Queryable, records: ReadonlyArray<Omit<ChainRecor
     committed.push({ seq, eventId: record.event_id, occurredAt: record.occurred_at, hash });
     prev = hash;
   }
-  await tx.query(`INSERT INTO audit_log (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, params);
-  return committed;
+  const grown = await edge.append(leaves);
+  const first = params.length + 1;
+  params.push(...tileParams(edge.size, grown.tiles));
+  const { rows } = await tx.query<{ level: number; idx: number; n: number }>(
+    `WITH logged AS (INSERT INTO audit_log (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}) ${upsertTilesSql(first)}`,
+    params,
+  );
+  checkTileWidths(grown.tiles, rows);
+  return { committed, edge: grown.edge };
 }
 
 /**
@@ -164,6 +187,8 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   const listeners: Array<(head: ChainHead, batch: CommittedBatch) => void> = [];
   let draining: Promise<void> | undefined;
   let closed = false;
+  /** The Merkle tree's right edge as this writer last committed it (see appendBatch). */
+  let edge: TreeEdge | undefined;
   const stats: ChainWriterStats = {
     queued: 0, committed: 0, batches: 0, lastBatchSize: 0, lastCommitMs: 0, lastError: undefined, closed: false,
   };
@@ -171,7 +196,9 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   async function writeBatch(batch: Pending[]): Promise<void> {
     const started = performance.now();
     try {
-      const committed = await db.transaction((tx) => appendBatch(tx, batch.map((p) => p.record)));
+      const appended = await db.transaction((tx) => appendBatch(tx, batch.map((p) => p.record), edge));
+      edge = appended.edge;
+      const committed = appended.committed;
       stats.committed += committed.length;
       stats.batches += 1;
       stats.lastBatchSize = committed.length;
@@ -186,6 +213,7 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
       };
       for (const listener of listeners) listener({ seq: last.seq, hash: last.hash }, summary);
     } catch (err) {
+      edge = undefined; // read again under the lock: what this transaction computed was not committed
       stats.lastError = (err as Error).message;
       const failure = new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record could not be written', {
         cause: err,

@@ -35,12 +35,23 @@ export interface VerifyResult {
 export interface VerifyOptions {
   /** Keys trusted to sign checkpoints, by key id. */
   trustedKeys: ReadonlyMap<string, KeyObject>;
+  /** When set, checkpoint notes must name this origin (a trusted note verifier key fixes it). */
+  origin?: string | undefined;
   /** The JSON-lines export; its checkpoints count as much as the table's. */
   checkpointFile?: string;
   /** Rows fetched per round trip; memory stays bounded by this, not by the chain length. */
   batchSize?: number;
   /** Start after a trusted (`seq`, `hash`) instead of the genesis. */
   startAfter?: { seq: number; hash: Buffer };
+  /** Checkpoints already loaded with {@link loadCheckpoints} (by a caller that needs them too). */
+  checkpoints?: LoadedCheckpoints | undefined;
+}
+
+/** The trusted checkpoints (chain heads and tree roots by seq) and the problems found with the others. */
+export interface LoadedCheckpoints {
+  trusted: Map<number, Buffer>;
+  roots: Map<number, Buffer>;
+  findings: Finding[];
 }
 
 export interface Finding {
@@ -123,6 +134,8 @@ export class TimeSlicer {
  */
 export class CheckpointTrust {
   readonly trusted = new Map<number, Buffer>();
+  /** The Merkle roots of the validly signed checkpoint notes, by tree size. */
+  readonly roots = new Map<number, Buffer>();
   readonly findings: Finding[] = [];
   constructor(
     private readonly signatures: SignatureChecker,
@@ -137,16 +150,22 @@ export class CheckpointTrust {
         this.findings.push({ seq: cp.seq, problem: 'checkpoint_unknown_key', detail: `checkpoint at seq ${cp.seq} is signed by unknown key ${cp.keyId}` });
         continue;
       }
+      if (check === 'wrong_origin') {
+        this.findings.push({ seq: cp.seq, problem: 'checkpoint_unknown_key', detail: `checkpoint at seq ${cp.seq} names another log (origin) than the one trusted` });
+        continue;
+      }
       if (check === 'bad_signature') {
         this.findings.push({ seq: cp.seq, problem: 'checkpoint_signature_invalid', detail: `checkpoint at seq ${cp.seq} has an invalid signature` });
         continue;
       }
       const known = this.trusted.get(cp.seq);
-      if (known && !known.equals(cp.hash)) {
+      const knownRoot = this.roots.get(cp.seq);
+      if ((known && !known.equals(cp.hash)) || (knownRoot && cp.root && !knownRoot.equals(cp.root))) {
         this.findings.push({ seq: cp.seq, problem: 'checkpoint_conflict', detail: `two validly signed checkpoints disagree at seq ${cp.seq}` });
         continue;
       }
       this.trusted.set(cp.seq, cp.hash);
+      if (cp.root) this.roots.set(cp.seq, cp.root);
     }
   }
 }
@@ -211,11 +230,11 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
 }
 
 /** Trusted checkpoints (table and export file, signatures checked) and the problems found with them. */
-export async function loadCheckpoints(db: Pick<Queryable, 'query'>, options: Pick<VerifyOptions, 'trustedKeys' | 'checkpointFile'>) {
-  const trust = new CheckpointTrust(createSignatureChecker(options.trustedKeys));
+export async function loadCheckpoints(db: Pick<Queryable, 'query'>, options: Pick<VerifyOptions, 'trustedKeys' | 'checkpointFile' | 'origin'>): Promise<LoadedCheckpoints> {
+  const trust = new CheckpointTrust(createSignatureChecker(options.trustedKeys, { origin: options.origin }));
   for await (const page of streamCheckpointTable(db, 0)) await trust.add(page);
   if (options.checkpointFile) await trust.add(await readCheckpointFile(options.checkpointFile));
-  return { trusted: trust.trusted, findings: trust.findings };
+  return { trusted: trust.trusted, roots: trust.roots, findings: trust.findings };
 }
 
 /** Where a walk starts: after `seq`, whose stored hash (and prev_hash, for fork detection) are given. */
@@ -315,7 +334,7 @@ export async function summarizeWalks(
  * from its `username`. Reports the first bad `seq` and its problem.
  */
 export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyOptions): Promise<VerifyResult> {
-  const { trusted, findings } = await loadCheckpoints(db, options);
+  const { trusted, findings } = options.checkpoints ?? (await loadCheckpoints(db, options));
   const start = options.startAfter ?? { seq: 0, hash: GENESIS_HASH };
   const outcome = await walkRange(db, { start, trusted, batchSize: options.batchSize });
   return summarizeWalks(db, { findings, outcomes: [outcome], trusted, walkedThrough: start.seq + outcome.checked });

@@ -65,7 +65,7 @@ export async function verifyChainParallel(db: Pick<Queryable, 'query'>, options:
   const head = rows[0]?.seq ?? 0;
   if (workers < 2 || head - start.seq < (options.minRecords ?? 100_000)) return verifyChain(db, options);
 
-  const { trusted, findings } = await loadCheckpoints(db, options);
+  const { trusted, findings } = options.checkpoints ?? (await loadCheckpoints(db, options));
   const size = Math.ceil((head - start.seq) / workers);
   const tasks: RangeTask[] = [];
   for (let i = 0; i < workers; i++) {

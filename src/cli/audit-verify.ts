@@ -1,45 +1,164 @@
+import type { KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadTrustedKeys } from '../audit/checkpoints.js';
-import { verifyChain } from '../audit/verify-chain.js';
+import { keyIdOf, trustedKeyFrom } from '../audit/checkpoints.js';
+import { parseVerifierKey } from '../audit/note.js';
+import { loadCheckpoints, verifyChain, type VerifyResult } from '../audit/verify-chain.js';
+import { verifyExportFile, type ExportResult } from '../audit/verify-export.js';
 import { verifyChainParallel } from '../audit/verify-parallel.js';
-import { loadConfig } from '../config.js';
-import { openDatabase, trustedKeyFiles } from '../runtime.js';
+import { verifyTree, type TreeResult } from '../audit/verify-tree.js';
+import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
 
-const USAGE = `usage: npm run audit:verify -- [--public-key FILE]... [--checkpoint-file FILE] [--json]
+const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE] [--origin NAME] [--json]
 
-Verifies the whole audit chain and its signed checkpoints.
-Exit status: 0 intact, 1 tampered (first bad seq and problem printed), 2 could not run.`;
+Verifies the audit log: the hash chain, the Merkle tree (every tile recomputed from the records,
+the root of every signed checkpoint), the signed checkpoints, and the checkpoint export file.
+Every input is a flag: nothing is read from the environment or the gateway's configuration.
+
+  --database-url URL      the PostgreSQL database of the log (a read-only login is enough)
+  --data-dir DIR          or the embedded database of a stopped gateway (its DATA_DIR)
+  --trusted-key KEY       a key trusted to sign checkpoints, repeatable, at least one: a note
+                          verifier key (<name>+<hex>+<base64>, from GET /audit-log/key or
+                          npm run audit:key), or a file holding one or a PEM public or private key
+  --public-key FILE       the same as --trusted-key (earlier name)
+  --checkpoint-file FILE  the JSON-lines export (AUDIT_CHECKPOINT_FILE): its checkpoints count like
+                          the table's, its line chain is checked, and that it holds every checkpoint
+                          of the table from its first line on
+  --origin NAME           checkpoint notes must name this log (a verifier key sets it too)
+  --json                  print the result as JSON
+
+Exit status: 0 intact, 1 tampered (the first bad seq and the problem printed), 2 could not run
+(no trusted key, a key or file unreadable, the database unreachable).`;
+
+/** The command line could not be used: printed with the usage, exit 2. */
+class UsageError extends Error {}
+
+type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem']>;
+
+/** What `--json` prints: the chain's result with the first problem of all checks, and each check's own. */
+interface AuditVerifyResult extends Omit<VerifyResult, 'problem'> {
+  problem?: Problem;
+  tree: TreeResult;
+  export?: ExportResult;
+}
+
+interface TrustedKeys {
+  keys: Map<string, KeyObject>;
+  /** Fixed by `--origin` or by the verifier keys given. */
+  origin: string | undefined;
+}
+
+/** `--trusted-key` values: a verifier key string, or a file with a verifier key or a PEM key. */
+function loadKeys(values: readonly string[], origin: string | undefined): TrustedKeys {
+  const keys = new Map<string, KeyObject>();
+  const origins = new Set<string>(origin === undefined ? [] : [origin]);
+  for (const value of values) {
+    let key: { publicKey: KeyObject; origin?: string };
+    const vkey = parseVerifierKey(value.trim());
+    if (vkey) {
+      if (vkey.type !== 0x01) throw new UsageError(`--trusted-key ${value}: a cosignature (witness) key, not a checkpoint key`);
+      key = { publicKey: vkey.publicKey, origin: vkey.name };
+    } else {
+      let text: string;
+      try {
+        text = fs.readFileSync(value, 'utf8');
+      } catch (err) {
+        throw new UsageError(`--trusted-key ${value}: neither a note verifier key nor a readable file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+      try {
+        key = trustedKeyFrom(text);
+      } catch (err) {
+        throw new UsageError(`--trusted-key ${value}: ${(err as Error).message}`);
+      }
+    }
+    keys.set(keyIdOf(key.publicKey), key.publicKey);
+    if (key.origin !== undefined) origins.add(key.origin);
+  }
+  if (origins.size > 1) throw new UsageError(`the trusted keys and --origin name different logs: ${[...origins].join(', ')}`);
+  return { keys, origin: [...origins][0] };
+}
+
+function openDatabase(values: { 'database-url'?: string | undefined; 'data-dir'?: string | undefined }): Promise<Database> {
+  const url = values['database-url'];
+  const dir = values['data-dir'];
+  if ((url === undefined) === (dir === undefined)) throw new UsageError('give exactly one of --database-url and --data-dir');
+  if (url !== undefined) {
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
+    return Promise.resolve(createPostgresDatabase({ url, poolMax: 4, statementTimeoutMs: 600_000, connectTimeoutMs: 5000, applicationName: 'authtrail-verify' }));
+  }
+  return createEmbeddedDatabase(path.join(path.resolve(dir!), 'pgdata'));
+}
+
+/** The lowest bad seq of all checks; on a tie the chain's problem, then the tree's, then the export file's. */
+function firstProblem(parts: ReadonlyArray<{ first_invalid_seq?: number; problem?: Problem; detail?: string } | undefined>) {
+  let first: { first_invalid_seq: number; problem: Problem; detail: string | undefined } | undefined;
+  for (const part of parts) {
+    if (part?.first_invalid_seq === undefined || part.problem === undefined) continue;
+    if (!first || part.first_invalid_seq < first.first_invalid_seq) first = { first_invalid_seq: part.first_invalid_seq, problem: part.problem, detail: part.detail };
+  }
+  return first;
+}
 
 /** `npm run audit:verify`: exit 0 when intact, 1 with the first bad seq when not, 2 when it could not run. */
 async function run(): Promise<number> {
   const { values } = parseArgs({
     options: {
+      'database-url': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'trusted-key': { type: 'string', multiple: true },
       'public-key': { type: 'string', multiple: true },
       'checkpoint-file': { type: 'string' },
+      origin: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean' },
+      // Witnesses: the witness client adds `--witness URL` and `--witness-state FILE` here; a
+      // checkpoint a witness cosigned is one more statement the log is held to (see below).
     },
   });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
-  const config = loadConfig(process.env, { requireSigningKeys: false });
-  // Trust the configured signing key's public half, plus any retired or external keys named.
-  const keyFiles = [...trustedKeyFiles(config), ...(values['public-key'] ?? [])];
-  const trustedKeys = loadTrustedKeys(keyFiles);
-  const db = await openDatabase(config, 'authtrail-verify');
+  const keyArgs = [...(values['trusted-key'] ?? []), ...(values['public-key'] ?? [])];
+  if (keyArgs.length === 0) throw new UsageError('no trusted key: give at least one --trusted-key (a checkpoint proves nothing unless its key is trusted)');
+  const trusted = loadKeys(keyArgs, values.origin);
+  const checkpointFile = values['checkpoint-file'];
+  if (checkpointFile !== undefined && !fs.existsSync(checkpointFile)) throw new UsageError(`--checkpoint-file ${checkpointFile} does not exist`);
+
+  const db = await openDatabase(values);
   try {
     const started = performance.now();
-    const options = { trustedKeys, checkpointFile: values['checkpoint-file'] ?? config.audit.checkpointFile };
+    const options = { trustedKeys: trusted.keys, origin: trusted.origin, ...(checkpointFile !== undefined ? { checkpointFile } : {}) };
+    const checkpoints = await loadCheckpoints(db, options);
     // On PostgreSQL the chain is cut into ranges checked on every core; PGlite serves one connection.
-    const result = config.database.url ? await verifyChainParallel(db, { ...options, url: config.database.url }) : await verifyChain(db, options);
+    const url = values['database-url'];
+    const chain = url ? await verifyChainParallel(db, { ...options, checkpoints, url }) : await verifyChain(db, { ...options, checkpoints });
+    const tree = await verifyTree(db, { roots: checkpoints.roots });
+    const exported = checkpointFile !== undefined ? await verifyExportFile(db, checkpointFile) : undefined;
+    // Witness checks go here: the newest checkpoint a witness holds must be consistent with the tree.
+    const first = firstProblem([chain, tree, exported]);
+    const result: AuditVerifyResult = {
+      ...chain,
+      valid: first === undefined,
+      first_invalid_seq: undefined,
+      problem: undefined,
+      detail: undefined,
+      ...(first ?? {}),
+      tree,
+      ...(exported ? { export: exported } : {}),
+    };
+    if (first) delete result.last_verified_checkpoint;
+    for (const key of ['first_invalid_seq', 'problem', 'detail'] as const) if (result[key] === undefined) delete result[key];
     const seconds = (performance.now() - started) / 1000;
     if (values.json) {
       console.log(JSON.stringify(result));
     } else if (result.valid) {
       console.log(
-        `audit chain intact: ${result.checked} records, head seq ${result.head_seq}, ${result.checkpoints_checked} signed checkpoints matched (${seconds.toFixed(2)} s)`,
+        `audit chain intact: ${chain.checked} records, head seq ${chain.head_seq}, ${chain.checkpoints_checked} signed checkpoints matched; ` +
+          `Merkle tree of ${tree.tree_size} leaves recomputed (${tree.tiles_checked} tiles, ${tree.roots_checked} checkpoint roots, root ${tree.root ?? '-'})` +
+          (exported ? `; export file: ${exported.lines} lines, ${exported.chained_lines} chained, none missing` : '; no export file given') +
+          ` (${seconds.toFixed(2)} s)`,
       );
     } else {
       console.log(`audit chain INVALID at seq ${result.first_invalid_seq}: ${result.problem} — ${result.detail}`);
@@ -53,7 +172,11 @@ async function run(): Promise<number> {
 run().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(`audit:verify could not run: ${(err as Error).message}`);
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`audit:verify could not run: ${(err as Error).message}\n\n${USAGE}`);
+    } else {
+      console.error(`audit:verify could not run: ${(err as Error).message}`);
+    }
     process.exit(2);
   },
 );

@@ -1,3 +1,4 @@
+import { backfillTree } from '../audit/tree.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { migrate } from '../db/migrate.js';
 import { openDatabase } from '../runtime.js';
@@ -9,6 +10,9 @@ async function run(): Promise<number> {
   try {
     const applied = await migrate(db);
     console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'database is up to date');
+    // Records written before migration 008 get their Merkle tree tiles (the gateway does it at start-up too).
+    const added = await backfillTree(db);
+    if (added > 0) console.log(`audit Merkle tree: ${added} records hashed into audit_tiles`);
     return 0;
   } finally {
     await db.close();

@@ -24,12 +24,12 @@ function signatureCounter(registry: Registry): Counter {
 
 /**
  * The chain's integrity (SPEC §5): `GET /admin/audit/verify`, incremental from the last verified
- * checkpoint or `?full=true`, and `GET /admin/audit/checkpoints`. Role `security` or `admin`;
+ * checkpoint or `?full=true`, and `GET /admin/audit/checkpoints`. Role `security`, `auditor` or `admin`;
  * every read is recorded as `audit.queried`. The verification state lives in audit/verification.ts.
  */
 export function auditIntegrityRoutes(services: Services): Router {
   const { db, writer } = services;
-  const readers = requireAuth(services, ['security', 'admin']);
+  const readers = requireAuth(services, ['security', 'auditor', 'admin']);
   const signatures = signatureCounter(services.metrics);
   const verification = createVerificationService({
     db,

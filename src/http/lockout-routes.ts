@@ -14,12 +14,12 @@ function accountParam(req: Request): string {
 }
 
 /**
- * Current lockouts (SPEC §3): list and show (role `security` or `admin`, recorded as
+ * Current lockouts (SPEC §3): list and show (role `security`, `auditor` or `admin`, recorded as
  * `audit.queried`), and unlock (role `admin`, recorded as `lockout.cleared` with the actor).
  */
 export function lockoutRoutes(services: Services): Router {
   const { writer, lockout } = services;
-  const readers = requireAuth(services, ['security', 'admin']);
+  const readers = requireAuth(services, ['security', 'auditor', 'admin']);
   const admins = requireAuth(services, ['admin']);
 
   const listLockouts: RequestHandler = async (req, res) => {

@@ -72,11 +72,11 @@ const filtersForRecord = (query: EventsQuery) =>
 /**
  * Login history (SPEC §3): `GET /admin/login-events` with filters and keyset pages, or the whole
  * result streamed as NDJSON or CSV; `GET /admin/login-events/summary` for dashboards. Role
- * `security` or `admin`; every read is recorded as `audit.queried`.
+ * `security`, `auditor` or `admin`; every read is recorded as `audit.queried`.
  */
 export function loginEventRoutes(services: Services): Router {
   const { db, writer } = services;
-  const readers = requireAuth(services, ['security', 'admin']);
+  const readers = requireAuth(services, ['security', 'auditor', 'admin']);
 
   async function exportTo(req: Request, res: Response, query: EventsQuery, format: ExportFormat): Promise<void> {
     const filter = filterOf(query);

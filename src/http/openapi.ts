@@ -43,7 +43,7 @@ const schemas: Record<string, Schema> = {
     checks: obj({ database: { enum: ['ok', 'failing'] }, redis: { enum: ['ok', 'embedded', 'failing'] }, audit_writer: { enum: ['ok', 'failing'] } }),
   }),
   Jwks: obj({ keys: { type: 'array', items: obj({ kty: str, kid: str, alg: { enum: ['ES256', 'RS256'] }, use: { const: 'sig' } }, ['kty', 'kid', 'alg', 'use'], true) } }),
-  Role: { enum: ['user', 'security', 'admin'] },
+  Role: { enum: ['user', 'security', 'admin', 'auditor'] },
   UserCreated: obj({ id: str, username: str, roles: { type: 'array', items: ref('Role') } }),
   User: obj({ id: str, username: str, roles: { type: 'array', items: ref('Role') }, status: { enum: ['active', 'disabled'] }, mfa_enabled: { type: 'boolean' } }),
   UserPage: obj({
@@ -84,7 +84,20 @@ const schemas: Record<string, Schema> = {
     { valid: { type: 'boolean' }, checked: int, head_seq: int, first_invalid_seq: int, problem: str, detail: str, checkpoints_checked: int, from_seq: int },
     ['valid', 'checked', 'head_seq', 'checkpoints_checked', 'from_seq'],
   ),
-  CheckpointList: obj({ items: { type: 'array', items: obj({ seq: int, hash: str, signed_at: str, key_id: str, signature: str }) }, trusted_key_ids: strings }),
+  CheckpointList: obj({
+    items: { type: 'array', items: obj({ seq: int, hash: str, signed_at: str, key_id: str, signature: str, root_hash: nullableStr, note: nullableStr }) },
+    trusted_key_ids: strings,
+  }),
+  InclusionProof: obj({
+    seq: int,
+    leaf_index: int,
+    leaf_hash: { type: 'string', description: 'SHA-256(0x00 ‖ canonical record), standard base64' },
+    tree_size: int,
+    root_hash: str,
+    inclusion_proof: { type: 'array', items: str, description: 'RFC 9162 audit path, standard base64, from the leaf upwards' },
+    checkpoint: { type: 'string', description: 'The signed checkpoint note of tree_size, with its cosignatures' },
+  }),
+  ConsistencyProof: obj({ from: int, to: int, from_root: str, to_root: str, consistency_proof: { type: 'array', items: str, description: 'RFC 9162 consistency proof, standard base64' } }),
   Enrollment: obj({ secret: str, otpauth_uri: str }),
   RecoveryCodes: obj({ recovery_codes: strings }),
   RevokedSessions: obj({ revoked_sessions: int }),
@@ -99,7 +112,9 @@ const body = (properties: Record<string, Schema>, required: string[] = Object.ke
 });
 const bearer = [{ bearer: [] }];
 const adminErrors = { 400: problem('Invalid request'), 401: problem('No valid access token'), 403: problem('Role or second factor missing'), 404: problem('No such user') };
-const readErrors = { 400: problem('Invalid filter'), 401: problem('No valid access token'), 403: problem('Role security or admin required') };
+const readErrors = { 400: problem('Invalid filter'), 401: problem('No valid access token'), 403: problem('Role security, auditor or admin required') };
+/** /audit-log/*: a token of role security, auditor or admin, or none with AUDIT_LOG_PUBLIC=true. */
+const transparencyErrors = { 401: problem('No valid access token (unless AUDIT_LOG_PUBLIC=true)'), 403: problem('Role security, auditor or admin required') };
 const idParam = [{ name: 'id', in: 'path', required: true, schema: str }];
 const usernameParam = [{ name: 'username', in: 'path', required: true, schema: str }];
 const q = (name: string, schema: Schema = str, description?: string) => ({ name, in: 'query', required: false, schema, ...(description ? { description } : {}) });
@@ -202,6 +217,52 @@ export function openApiDocument(): Record<string, unknown> {
         get: { summary: 'Verify the chain (from the last verified checkpoint, or full=true)', security: bearer, parameters: [q('full', { enum: ['true', 'false'] })], responses: { 200: json('VerifyResult'), ...readErrors } },
       },
       '/admin/audit/checkpoints': { get: { summary: 'Signed checkpoints, newest first', security: bearer, parameters: [q('limit', int)], responses: { 200: json('CheckpointList'), ...readErrors } } },
+      '/admin/audit/proof/{seq}': {
+        get: {
+          summary: 'Inclusion proof of a record in a checkpointed Merkle tree (default: the latest checkpoint)',
+          security: bearer,
+          parameters: [{ name: 'seq', in: 'path', required: true, schema: str }, q('tree_size', str, 'The size of a signed checkpoint')],
+          responses: { 200: json('InclusionProof'), ...readErrors, 404: problem('Unknown seq, or no checkpoint of that size') },
+        },
+      },
+      '/admin/audit/consistency': {
+        get: {
+          summary: 'Consistency proof between two checkpointed tree sizes',
+          security: bearer,
+          parameters: [q('from', str, 'The size of a signed checkpoint'), q('to', str, 'The size of a signed checkpoint')],
+          responses: { 200: json('ConsistencyProof'), ...readErrors, 404: problem('No checkpoint of that size') },
+        },
+      },
+      '/audit-log/checkpoint': {
+        get: {
+          summary: 'The latest checkpoint (C2SP tlog-checkpoint signed note) with every cosignature',
+          security: [...bearer, {}],
+          responses: { 200: { description: 'The signed note', content: { 'text/plain': { schema: str } } }, ...transparencyErrors, 404: problem('No checkpoint yet') },
+        },
+      },
+      '/audit-log/key': {
+        get: {
+          summary: 'The note verifier key of the checkpoint key: <origin>+<hex key hash>+<base64>',
+          security: [...bearer, {}],
+          responses: { 200: { description: 'One line', content: { 'text/plain': { schema: str } } }, ...transparencyErrors, 404: problem('No checkpoint key') },
+        },
+      },
+      '/audit-log/tile/{level}/{index}': {
+        get: {
+          summary: 'A hash tile (C2SP tlog-tiles): tile/<L>/<N>[.p/<W>]',
+          security: [...bearer, {}],
+          parameters: [
+            { name: 'level', in: 'path', required: true, schema: str },
+            { name: 'index', in: 'path', required: true, schema: str, description: 'N in groups of three digits (x001/x234/067), then .p/<W> for a partial tile: may span several segments' },
+          ],
+          responses: {
+            200: { description: 'Concatenated 32-byte hashes', content: { 'application/octet-stream': { schema: { type: 'string', contentEncoding: 'binary' } } } },
+            ...transparencyErrors,
+            400: problem('Not a tile path'),
+            404: problem('No such tile (yet)'),
+          },
+        },
+      },
     },
   };
 }

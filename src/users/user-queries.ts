@@ -2,8 +2,12 @@ import { sqlTimestamp } from '../audit/clock.js';
 import { normalizeUsername } from './usernames.js';
 import type { Queryable } from '../db/database.js';
 
-export type Role = 'user' | 'security' | 'admin';
-export const ROLES: readonly Role[] = ['user', 'security', 'admin'];
+/**
+ * `auditor` reads what `security` reads — login history, lockouts, checkpoints, proofs and
+ * verification results — and changes nothing: it is on no route that changes state.
+ */
+export type Role = 'user' | 'security' | 'admin' | 'auditor';
+export const ROLES: readonly Role[] = ['user', 'security', 'admin', 'auditor'];
 
 export interface UserSummary {
   id: string;

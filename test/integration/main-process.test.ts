@@ -77,7 +77,9 @@ describe('the gateway process (src/main.ts)', () => {
     } finally {
       assert.equal(await again.stop(), 0);
     }
-    const verify = await runTs('src/cli/audit-verify.ts', [], { DATA_DIR: dataDir });
+    const verify = await runTs('src/cli/audit-verify.ts', [
+      '--data-dir', dataDir, '--trusted-key', path.join(dataDir, 'keys', 'audit-ed25519.pem'), '--checkpoint-file', path.join(dataDir, 'audit-checkpoints.jsonl'),
+    ]);
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     assert.match(verify.stdout, /intact: 10 records/);
     fs.rmSync(dataDir, { recursive: true, force: true });

@@ -7,6 +7,7 @@ import request from 'supertest';
 import { totpCode } from '../../src/mfa/totp.js';
 import { openApiDocument } from '../../src/http/openapi.js';
 import { createTestGateway, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
+import { checkpointNow } from '../helpers/transparency.js';
 
 type Doc = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>> };
 const PASSWORD = 'correct horse battery staple';
@@ -22,7 +23,8 @@ function expressRoutes(app: Express): string[] {
   const walk = (stack: Layer[]) => {
     for (const layer of stack) {
       if (layer.route) {
-        for (const method of Object.keys(layer.route.methods)) found.push(`${method.toUpperCase()} ${layer.route.path.replace(/:(\w+)/g, '{$1}')}`);
+        // `:name` and a wildcard `*name` (a tile path spans several segments) are both `{name}`.
+        for (const method of Object.keys(layer.route.methods)) found.push(`${method.toUpperCase()} ${layer.route.path.replace(/[:*](\w+)/g, '{$1}')}`);
       } else if (layer.handle?.stack) walk(layer.handle.stack);
     }
   };
@@ -152,6 +154,20 @@ describe('GET /openapi.json', () => {
     await call('GET', '/admin/audit/verify', { token });
     await call('GET', '/admin/audit/checkpoints', { token });
     await call('GET', '/admin/audit/checkpoints', { token: userToken });
+    // The transparency log: before the first checkpoint, then after one.
+    await call('GET', '/audit-log/checkpoint', { token });
+    await call('GET', '/admin/audit/proof/1', { token });
+    await call('GET', '/admin/audit/consistency?from=2&to=1', { token });
+    await checkpointNow(gw);
+    const size = Number((await call('GET', '/audit-log/checkpoint', { token })).text.split('\n')[1]);
+    await call('GET', `/admin/audit/proof/1?tree_size=${size}`, { token });
+    await call('GET', '/admin/audit/proof/01', { token });
+    await call('GET', `/admin/audit/consistency?from=1&to=${size}`, { token });
+    await call('GET', '/audit-log/key', { token });
+    await call('GET', '/audit-log/key');
+    await call('GET', '/audit-log/key', { token: userToken });
+    await call('GET', '/audit-log/tile/0/000', { token });
+    await call('GET', '/audit-log/tile/0/x', { token });
 
     // Every documented operation was exercised at least once.
     const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));

@@ -207,24 +207,29 @@ for (const mode of ['sequential', 'parallel'] as const) describe(`audit chain ve
 
   it('when run as `npm run audit:verify`, then the exit status is 0 intact, 1 tampered with the seq printed, 2 unreachable', async () => {
     const copy = await freshCopy();
-    const env = { DATABASE_URL: copy.url, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile };
-    const intact = await runTs('src/cli/audit-verify.ts', [], env);
+    // Every input is a flag (the verifier reads nothing from the gateway's environment).
+    const flags = ['--database-url', copy.url, '--trusted-key', key.file, '--checkpoint-file', checkpointFile];
+    const intact = await runTs('src/cli/audit-verify.ts', flags);
     assert.equal(intact.code, 0, intact.stderr);
     assert.match(intact.stdout, /intact: 30 records, head seq 30, 3 signed checkpoints/);
 
     await asSuperuser(copy.name, `UPDATE audit_log SET username = 'someone-else' WHERE seq = 9`);
-    const tampered = await runTs('src/cli/audit-verify.ts', ['--json'], env);
+    const tampered = await runTs('src/cli/audit-verify.ts', [...flags, '--json']);
     assert.equal(tampered.code, 1, tampered.stderr);
     assert.deepEqual(
       (({ first_invalid_seq, problem, valid }) => ({ first_invalid_seq, problem, valid }))(JSON.parse(tampered.stdout) as VerifyResult),
       { first_invalid_seq: 9, problem: 'hash_mismatch', valid: false },
     );
 
-    const down = await runTs('src/cli/audit-verify.ts', [], {
-      ...env, DATABASE_URL: 'postgres://root@127.0.0.1:1/none', DATABASE_CONNECT_TIMEOUT_MS: '500',
-    });
+    const down = await runTs('src/cli/audit-verify.ts', ['--database-url', 'postgres://root@127.0.0.1:1/none', '--trusted-key', key.file]);
     assert.equal(down.code, 2);
     assert.match(down.stderr, /could not run/);
+
+    const untrusting = await runTs('src/cli/audit-verify.ts', ['--database-url', copy.url, '--checkpoint-file', checkpointFile], {
+      AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile,
+    });
+    assert.equal(untrusting.code, 2, 'no trusted key given: the environment is not read');
+    assert.match(untrusting.stderr, /no trusted key/);
   });
 
   it('when the unhashed account of a record is edited, then the verifier reports that record (account_mismatch)', async () => {
@@ -258,8 +263,7 @@ for (const mode of ['sequential', 'parallel'] as const) describe(`audit chain ve
   it('when an account is edited, then `npm run audit:verify` exits 1 naming account_mismatch', async () => {
     const copy = await freshCopy();
     await asSuperuser(copy.name, `UPDATE audit_log SET account = 'someone-else' WHERE seq = 9`);
-    const env = { DATABASE_URL: copy.url, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile };
-    const run = await runTs('src/cli/audit-verify.ts', [], env);
+    const run = await runTs('src/cli/audit-verify.ts', ['--database-url', copy.url, '--trusted-key', key.file, '--checkpoint-file', checkpointFile]);
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stdout, /INVALID at seq 9: account_mismatch/);
   });

@@ -19,7 +19,12 @@ function gatedDatabase() {
   let gate = newGate();
   const ranUnder: Array<Deadline | undefined> = [];
   const tx: Queryable = {
-    query: <R>() => Promise.resolve({ rows: [] as R[] }),
+    // The batch's statement stores its records and new tiles (every batch starts a tree here) and returns their widths.
+    query: <R>(text: string, params?: readonly unknown[]) => {
+      if (!text.includes('RETURNING level, idx') || !params) return Promise.resolve({ rows: [] as R[] });
+      const [levels, indexes, hashes] = params.slice(-3) as [number[], number[], Buffer[]];
+      return Promise.resolve({ rows: levels.map((level, i) => ({ level, idx: indexes[i], n: hashes[i]!.length })) as R[] });
+    },
     exec: () => Promise.resolve(),
   };
   const db: Database = {

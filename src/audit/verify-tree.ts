@@ -1,0 +1,180 @@
+import type { Queryable } from '../db/database.js';
+import { recordLeafHash, type ChainRecord } from './canonical.js';
+import { HASH_SIZE } from './merkle.js';
+import { TILE_WIDTH, tilesForSize, type Tile } from './tiles.js';
+import { CANONICAL_SELECT, TreeEdge, readTreeSize } from './tree.js';
+import { TimeSlicer } from './verify-chain.js';
+
+/** What the tree check found wrong (docs/audit-chain.md, "Verification"). */
+export type TreeProblem = 'tile_mismatch' | 'tree_size_mismatch' | 'checkpoint_root_mismatch';
+
+export interface TreeFinding {
+  seq: number;
+  problem: TreeProblem;
+  detail: string;
+}
+
+export interface TreeResult {
+  valid: boolean;
+  /** Leaves the stored tiles hold. */
+  tree_size: number;
+  /** Records hashed into the recomputed tree. */
+  leaves_checked: number;
+  /** Stored tiles compared with the recomputed ones. */
+  tiles_checked: number;
+  /** Signed checkpoint roots compared with the recomputed tree's root at their size. */
+  roots_checked: number;
+  /** The recomputed root at `tree_size`, standard base64 (when the walk got there). */
+  root?: string;
+  first_invalid_seq?: number;
+  problem?: TreeProblem;
+  detail?: string;
+}
+
+/** Reads one level's stored tiles in `idx` order, a page at a time. */
+class TileCursor {
+  private page: Array<{ idx: number; hashes: Buffer }> = [];
+  private next = 0;
+  constructor(
+    private readonly db: Pick<Queryable, 'query'>,
+    private readonly level: number,
+  ) {}
+
+  async get(index: number): Promise<Buffer | undefined> {
+    for (;;) {
+      while (this.page.length > 0 && this.page[0]!.idx < index) this.page.shift();
+      if (this.page.length > 0) return this.page[0]!.idx === index ? this.page[0]!.hashes : undefined;
+      if (this.next > index) return undefined;
+      const { rows } = await this.db.query<{ idx: number; hashes: Uint8Array }>(
+        'SELECT idx, hashes FROM audit_tiles WHERE level = $1 AND idx >= $2 ORDER BY idx LIMIT 64',
+        [this.level, index],
+      );
+      this.page = rows.map((r) => ({ idx: r.idx, hashes: Buffer.from(r.hashes) }));
+      this.next = rows.length < 64 ? Number.MAX_SAFE_INTEGER : rows[rows.length - 1]!.idx + 1;
+      if (rows.length === 0) return undefined;
+    }
+  }
+}
+
+/** The first leaf (as a seq) under hash `position` of tile (level, index). */
+const seqOf = (level: number, index: number, position: number): number => (index * TILE_WIDTH + position) * TILE_WIDTH ** level + 1;
+
+/**
+ * Recomputes the Merkle tree from the records and holds the stored tiles to it: every full tile
+ * as the walk completes it, the partial tiles at the stored tree's size, no tile beyond it, and
+ * the root of every signed checkpoint note at its size. Streams the records a page at a time and
+ * keeps only the tree's right edge in memory. Reports the lowest seq under a bad hash.
+ */
+export async function verifyTree(
+  db: Pick<Queryable, 'query'>,
+  options: { roots: ReadonlyMap<number, Buffer>; batchSize?: number; slicer?: TimeSlicer },
+): Promise<TreeResult> {
+  const pageSize = options.batchSize ?? 5000;
+  const slicer = options.slicer ?? new TimeSlicer();
+  const storedSize = await readTreeSize(db);
+  const cursors = new Map<number, TileCursor>();
+  const cursor = (level: number) => cursors.get(level) ?? cursors.set(level, new TileCursor(db, level)).get(level)!;
+  const findings: TreeFinding[] = [];
+  const checkpointSizes = [...options.roots.keys()].filter((size) => size <= storedSize).sort((a, b) => a - b);
+  let nextCheckpoint = 0;
+  let tilesChecked = 0;
+  let rootsChecked = 0;
+  let lastGoodRoot = 0;
+  let rootMismatch: (TreeFinding & { through: number }) | undefined;
+
+  const compare = (tile: Tile, stored: Buffer | undefined): void => {
+    tilesChecked += 1;
+    if (stored?.equals(tile.data)) return;
+    let at = 0;
+    while (stored && at < tile.width && stored.subarray(at * HASH_SIZE, (at + 1) * HASH_SIZE).equals(tile.data.subarray(at * HASH_SIZE, (at + 1) * HASH_SIZE))) at += 1;
+    const seq = seqOf(tile.level, tile.index, Math.min(at, tile.width - 1));
+    const what = !stored ? 'is missing' : stored.length !== tile.data.length ? `holds ${stored.length / HASH_SIZE} hashes, ${tile.width} recomputed` : `differs from the records at hash ${at}`;
+    findings.push({ seq, problem: 'tile_mismatch', detail: `tile ${tile.level}/${tile.index} ${what}` });
+  };
+
+  let edge = TreeEdge.empty();
+  const grow = async (leaves: Buffer[]): Promise<void> => {
+    const { edge: next, tiles } = await edge.append(leaves);
+    // Full tiles are final: compare them now. Partial ones only at the end, at the stored size.
+    for (const tile of tiles) if (tile.width === TILE_WIDTH) compare(tile, await cursor(tile.level).get(tile.index));
+    edge = next;
+    while (nextCheckpoint < checkpointSizes.length && checkpointSizes[nextCheckpoint]! <= edge.size) {
+      const size = checkpointSizes[nextCheckpoint]!;
+      nextCheckpoint += 1;
+      if (size !== edge.size) continue; // leaves are appended up to each checkpoint size exactly (below)
+      rootsChecked += 1;
+      if ((await edge.root()).equals(options.roots.get(size)!)) {
+        lastGoodRoot = size;
+      } else if (!rootMismatch) {
+        // The records after the last checkpoint whose root matched were changed. Decided at the end:
+        // a bad tile in that range names the changed record itself.
+        rootMismatch = {
+          seq: lastGoodRoot + 1,
+          through: size,
+          problem: 'checkpoint_root_mismatch',
+          detail: `the signed checkpoint of tree size ${size} names another root than the records give; records ${lastGoodRoot + 1}..${size} were rewritten`,
+        };
+      }
+    }
+  };
+
+  // Walk the records up to the stored tree's size, cutting at each checkpoint size.
+  let walked = 0;
+  let gap = false;
+  while (walked < storedSize && !gap) {
+    const { rows } = await db.query<ChainRecord>(CANONICAL_SELECT, [walked, Math.min(pageSize, storedSize - walked)]);
+    if (rows.length === 0) break;
+    let leaves: Buffer[] = [];
+    for (const row of rows) {
+      if (slicer.due()) await slicer.pause();
+      if (row.seq !== walked + 1) {
+        gap = true;
+        break;
+      }
+      leaves.push(recordLeafHash(row));
+      walked += 1;
+      if (walked === checkpointSizes[nextCheckpoint]) {
+        await grow(leaves);
+        leaves = [];
+      }
+    }
+    if (leaves.length > 0) await grow(leaves);
+  }
+
+  if (walked < storedSize) {
+    findings.push({ seq: walked + 1, problem: 'tree_size_mismatch', detail: `the tree covers ${storedSize} records but the log holds only ${walked} before a gap or its end` });
+  } else {
+    // The partial tiles at the stored size, and nothing beyond the tiles of that size.
+    for (const { level, index, width } of tilesForSize(storedSize)) {
+      if (width === TILE_WIDTH) continue;
+      compare({ level, index, width, data: edge.tileData(level, index) }, await cursor(level).get(index));
+    }
+    const expected = new Map<number, number>();
+    for (const { level } of tilesForSize(storedSize)) expected.set(level, (expected.get(level) ?? 0) + 1);
+    const { rows } = await db.query<{ level: number; n: number }>('SELECT level, count(*)::int AS n FROM audit_tiles GROUP BY level ORDER BY level');
+    for (const { level, n } of rows) {
+      if (n !== (expected.get(level) ?? 0)) {
+        findings.push({ seq: storedSize + 1, problem: 'tree_size_mismatch', detail: `level ${level} holds ${n} tiles, ${expected.get(level) ?? 0} at tree size ${storedSize}` });
+      }
+    }
+  }
+  const beyond = [...options.roots.keys()].filter((size) => size > storedSize).sort((a, b) => a - b)[0];
+  if (beyond !== undefined) {
+    findings.push({ seq: storedSize + 1, problem: 'tree_size_mismatch', detail: `a signed checkpoint covers ${beyond} records but the tree ends at ${storedSize}` });
+  }
+
+  if (rootMismatch && !findings.some((f) => f.problem === 'tile_mismatch' && f.seq >= rootMismatch!.seq && f.seq <= rootMismatch!.through)) {
+    findings.push({ seq: rootMismatch.seq, problem: rootMismatch.problem, detail: rootMismatch.detail });
+  }
+  const first = findings.sort((a, b) => a.seq - b.seq)[0];
+  const result: TreeResult = {
+    valid: !first,
+    tree_size: storedSize,
+    leaves_checked: walked,
+    tiles_checked: tilesChecked,
+    roots_checked: rootsChecked,
+  };
+  if (walked === storedSize) result.root = (await edge.root()).toString('base64');
+  if (first) Object.assign(result, { first_invalid_seq: first.seq, problem: first.problem, detail: first.detail });
+  return result;
+}
