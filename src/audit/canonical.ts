@@ -193,3 +193,15 @@ export function chainHash(prevHash: Buffer, record: ChainRecord): Buffer {
 export function recordLeafHash(record: ChainRecord): Buffer {
   return leafHash(writeRecord(record));
 }
+
+/**
+ * Both hashes of a record from one encoding (the chain writer's hot path): `hash` =
+ * SHA-256(prev_hash ‖ canonical) and `leaf` = SHA-256(0x00 ‖ canonical), the latter by hashing
+ * the same bytes from one position earlier with that byte set to 0x00.
+ */
+export function recordHashes(prevHash: Buffer, record: ChainRecord): { hash: Buffer; leaf: Buffer } {
+  const bytes = writeRecord(record, prevHash);
+  const hash = crypto.hash('sha256', bytes, 'buffer');
+  bytes[prevHash.length - 1] = 0x00;
+  return { hash, leaf: crypto.hash('sha256', bytes.subarray(prevHash.length - 1), 'buffer') };
+}

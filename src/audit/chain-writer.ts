@@ -3,7 +3,7 @@ import type { Database, Queryable } from '../db/database.js';
 import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
 import { currentDeadline, outsideDeadline } from '../deadline.js';
 import { normalizeUsername } from '../users/usernames.js';
-import { GENESIS_HASH, chainHash, recordLeafHash, type ChainRecord } from './canonical.js';
+import { GENESIS_HASH, recordHashes, type ChainRecord } from './canonical.js';
 import { createMicrosecondClock } from './clock.js';
 import { toChainRecord, type AuditEvent } from './record.js';
 import { TreeCorruptError, checkTileWidths, extendFromLog, readTreeEdge, tileParams, upsertTilesSql, type TreeEdge } from './tree.js';
@@ -110,6 +110,20 @@ const COLUMNS = [
   'account',
 ] as const;
 
+/** The type of each of {@link COLUMNS}, for its unnest array. */
+const COLUMN_TYPES = [
+  'bigint', 'uuid', 'timestamptz', 'text', 'text', 'text', 'text', 'uuid', 'inet',
+  'text', 'text', 'text', 'uuid', 'text', 'uuid', 'json', 'bytea', 'bytea',
+  'text',
+] as const;
+
+/** One statement per batch: the records, and the tiles they grow (returning the tiles' stored widths). */
+const APPEND_SQL = `WITH logged AS (
+    INSERT INTO audit_log (${COLUMNS.join(', ')})
+    SELECT * FROM unnest(${COLUMN_TYPES.map((type, i) => `$${i + 1}::${type}[]`).join(', ')})
+  )
+  ${upsertTilesSql(COLUMNS.length + 1)}`;
+
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -144,34 +158,28 @@ async function appendBatch(
   if (edge.size > seq) throw new TreeCorruptError(`the Merkle tree covers ${edge.size} records but the log ends at ${seq}`);
   if (edge.size < seq) edge = await extendFromLog(tx, edge, seq);
 
-  const params: unknown[] = [];
-  const tuples: string[] = [];
+  // One array per column, inserted with unnest: the statement's text and plan are the same for every batch.
+  const columns: unknown[][] = COLUMNS.map(() => []);
   const committed: CommittedRecord[] = [];
   const leaves: Buffer[] = [];
   for (const partial of records) {
     seq += 1;
     const record: ChainRecord = { ...partial, seq };
-    const hash = chainHash(prev, record);
-    leaves.push(recordLeafHash(record));
-    const base = params.length;
-    tuples.push(`(${COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
-    params.push(
+    const { hash, leaf } = recordHashes(prev, record);
+    leaves.push(leaf);
+    const values = [
       record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason,
       record.username, record.user_id, record.ip, record.user_agent, record.device_id, record.mfa_method,
       record.session_id, record.request_id, record.actor_id, record.details, prev, hash,
       // The one normalization login and lockout use, so searches by account find every attempt.
       record.username === null ? null : normalizeUsername(record.username),
-    );
+    ];
+    for (let i = 0; i < values.length; i++) columns[i]!.push(values[i]);
     committed.push({ seq, eventId: record.event_id, occurredAt: record.occurred_at, hash });
     prev = hash;
   }
   const grown = await edge.append(leaves);
-  const first = params.length + 1;
-  params.push(...tileParams(edge.size, grown.tiles));
-  const { rows } = await tx.query<{ level: number; idx: number; n: number }>(
-    `WITH logged AS (INSERT INTO audit_log (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}) ${upsertTilesSql(first)}`,
-    params,
-  );
+  const { rows } = await tx.query<{ level: number; idx: number; n: number }>(APPEND_SQL, [...columns, ...tileParams(edge.size, grown.tiles)]);
   checkTileWidths(grown.tiles, rows);
   return { committed, edge: grown.edge };
 }

@@ -128,10 +128,11 @@ async function appendWithoutAccount(db: Database, usernames: ReadonlyArray<strin
 async function checkBackfill(db: Database): Promise<void> {
   await migrate(db, loadMigrations().filter((m) => m.version <= 6));
   await appendWithoutAccount(db, TRICKY);
-  assert.deepEqual(await migrate(db), ['007_audit_account']);
+  assert.deepEqual(await migrate(db, loadMigrations().filter((m) => m.version <= 7)), ['007_audit_account']);
   const { rows } = await db.query<{ seq: number; username: string | null; account: string | null }>('SELECT seq, username, account FROM audit_log ORDER BY seq');
   assert.equal(rows.length, TRICKY.length);
   for (const r of rows) assert.equal(r.account, r.username === null ? null : normalizeUsername(r.username), `backfilled account of ${JSON.stringify(r.username)}`);
+  await migrate(db); // the verifier reads the schema of today (checkpoint notes, migration 008)
   const verified = await verifyChain(db, { trustedKeys: new Map() });
   assert.deepEqual([verified.valid, verified.checked], [true, TRICKY.length]);
   // The append-only trigger is back on after the backfill.
