@@ -16,6 +16,7 @@ import { recordAuthRefusals } from './http/refusal-audit.js';
 import { requestId, requestLogger } from './http/request-context.js';
 import { tokenRoutes } from './http/token-routes.js';
 import { transparencyRoutes } from './http/transparency-routes.js';
+import { witnessRoutes } from './http/witness-routes.js';
 import type { Services } from './services.js';
 
 /** Builds the gateway's Express app; it never listens (main.ts and tests do). */
@@ -51,6 +52,7 @@ export function createApp(services: Services): Express {
   app.use(lockoutRoutes(services));
   app.use(auditIntegrityRoutes(services));
   app.use(transparencyRoutes(services));
+  app.use(witnessRoutes(services));
   app.use(notFound);
   app.use(recordAuthRefusals(services));
   app.use(afterDeadline);

@@ -54,6 +54,10 @@ const envSchema = z.object({
     message: 'must be a name without spaces, + or control characters, at most 256 characters (e.g. auth.example.com/audit-log)',
   }),
   AUDIT_LOG_PUBLIC: bool.default(false),
+  AUDIT_WITNESSES: optionalText,
+  AUDIT_WITNESS_QUORUM: z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), int(1, 100).optional()),
+  AUDIT_WITNESS_TIMEOUT_MS: int(100, 600_000).default(5000),
+  AUDIT_WITNESS_RETRIES: int(0, 10).default(2),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
   REQUEST_DEADLINE_MS: int(100, 600_000).default(5000),
   HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
@@ -150,6 +154,16 @@ export interface Config {
     /** Serve /audit-log/checkpoint, /key and /tile/* to anyone, unauthenticated (they hold hashes only). */
     readonly logPublic: boolean;
   };
+  /** C2SP tlog-witnesses the gateway sends each new checkpoint to for cosigning (src/audit/witness-push.ts). */
+  readonly witnesses: {
+    readonly list: readonly WitnessEndpoint[];
+    /** Cosignatures a checkpoint needs to count as witnessed (reported, never required for logins). */
+    readonly quorum: number;
+    /** Longest one add-checkpoint request may take. */
+    readonly timeoutMs: number;
+    /** Further attempts after a failed request (timeout, 5xx, network), with a growing pause. */
+    readonly retries: number;
+  };
   /** Express `trust proxy`: which hops may set X-Forwarded-For. */
   readonly trustProxy: boolean | number | string;
   readonly passwords: {
@@ -196,6 +210,34 @@ export interface Config {
     readonly tokenTtlSeconds: number;
   };
   readonly bootstrapAdmin: { readonly username: string; readonly password: string } | undefined;
+}
+
+/** One entry of AUDIT_WITNESSES: where the witness listens and its note verifier key. */
+export interface WitnessEndpoint {
+  /** Submission prefix: `add-checkpoint` is POSTed to `<url>/add-checkpoint`. */
+  readonly url: string;
+  /** `<name>+<hex key id>+<base64 type ‖ key>` (C2SP signed-note), type 0x04 for Ed25519 cosignatures. */
+  readonly verifierKey: string;
+  /** The key name, which names the witness in storage, logs and metrics. */
+  readonly name: string;
+}
+
+const VERIFIER_KEY = /^([^+\s]+)\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/;
+
+/** `<url>|<vkey>` entries, comma-separated; problems name the entry's position, never its text. */
+function parseWitnesses(value: string | undefined, problems: string[]): WitnessEndpoint[] {
+  const endpoints: WitnessEndpoint[] = [];
+  list(value).forEach((entry, i) => {
+    const [url, verifierKey, ...rest] = entry.split('|').map((p) => p.trim());
+    const name = VERIFIER_KEY.exec(verifierKey ?? '')?.[1];
+    if (rest.length > 0 || !url || !/^https?:\/\/[^\s]+$/.test(url) || !verifierKey || !name) {
+      problems.push(`AUDIT_WITNESSES: entry ${i + 1} must be <http(s) URL>|<note verifier key name+hex+base64>`);
+      return;
+    }
+    if (endpoints.some((w) => w.name === name)) problems.push(`AUDIT_WITNESSES: entry ${i + 1} repeats the witness name ${JSON.stringify(name)}`);
+    endpoints.push({ url: url.replace(/\/+$/, ''), verifierKey, name });
+  });
+  return endpoints;
 }
 
 function parseTrustProxy(value: string): boolean | number | string {
@@ -303,6 +345,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       if (!/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`${name}: ${JSON.stringify(origin)} is not an origin like https://app.example.com`);
     }
   }
+  const witnesses = parseWitnesses(e.AUDIT_WITNESSES, problems);
+  if (e.AUDIT_WITNESS_QUORUM !== undefined && e.AUDIT_WITNESS_QUORUM > Math.max(1, witnesses.length)) {
+    problems.push('AUDIT_WITNESS_QUORUM: must not exceed the number of AUDIT_WITNESSES');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   return deepFreeze({
@@ -339,6 +385,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       trustedKeyFiles: list(e.AUDIT_TRUSTED_KEY_FILES).map((p) => path.resolve(p)),
       logOrigin: e.AUDIT_LOG_ORIGIN ?? 'authtrail.local/audit-log',
       logPublic: e.AUDIT_LOG_PUBLIC,
+    },
+    witnesses: {
+      list: witnesses,
+      quorum: e.AUDIT_WITNESS_QUORUM ?? Math.max(1, witnesses.length),
+      timeoutMs: e.AUDIT_WITNESS_TIMEOUT_MS,
+      retries: e.AUDIT_WITNESS_RETRIES,
     },
     trustProxy: parseTrustProxy(e.TRUST_PROXY.trim()),
     passwords: { bcryptCost: e.BCRYPT_COST, minLength: e.PASSWORD_MIN_LENGTH },

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ChainWriter } from './audit/chain-writer.js';
+import { WITNESS_REFUSAL_METRIC_REASONS, type WitnessPusher } from './audit/witness-push.js';
 import type { LockoutService } from './lockout/lockout-service.js';
 
 /**
@@ -7,7 +8,7 @@ import type { LockoutService } from './lockout/lockout-service.js';
  * audit batch size and commit latency, the chain head, and whether Redis has failed over.
  * One registry per app, so several apps in one process (tests) do not collide.
  */
-export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutService }): Registry {
+export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutService; witnesses?: WitnessPusher | undefined }): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'authtrail_' });
 
@@ -62,5 +63,31 @@ export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutServi
       this.set(deps.writer.stats().queued);
     },
   });
+  if (deps.witnesses) witnessMetrics(registry, deps.witnesses);
   return registry;
+}
+
+/** Per witness: the largest checkpoint size it cosigned (as stored), and its refusals by reason. */
+function witnessMetrics(registry: Registry, witnesses: WitnessPusher): void {
+  new Gauge({
+    name: 'authtrail_witness_cosigned_size',
+    help: 'Largest checkpoint size (tree size) whose cosignature by the witness is stored.',
+    labelNames: ['witness'] as const,
+    registers: [registry],
+    async collect() {
+      const report = await witnesses.report().catch(() => undefined);
+      for (const w of report?.witnesses ?? []) this.set({ witness: w.name }, w.cosigned_size);
+    },
+  });
+  const refusals = new Counter({
+    name: 'authtrail_witness_refusals_total',
+    help: 'Checkpoints a witness refused (rollback, fork, inconsistent, rejected), and cosignatures refused because they did not verify (invalid_cosignature).',
+    labelNames: ['witness', 'reason'] as const,
+    registers: [registry],
+  });
+  // Every series exists from the start at 0, so an alert on increase() fires on the first refusal.
+  for (const witness of witnesses.names) {
+    for (const reason of WITNESS_REFUSAL_METRIC_REASONS) refusals.inc({ witness, reason }, 0);
+  }
+  witnesses.onRefusal((witness, reason) => refusals.inc({ witness, reason }));
 }

@@ -5,6 +5,7 @@ import { AUDIT_SESSION, createChainWriter } from './audit/chain-writer.js';
 import fs from 'node:fs';
 import { createCheckpointer, loadSigningKey, loadTrustedKeys, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
 import { backfillTree } from './audit/tree.js';
+import { createWitnessPusher } from './audit/witness-push.js';
 import type { Config } from './config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database, type PostgresOptions } from './db/database.js';
 import { migrate } from './db/migrate.js';
@@ -94,9 +95,9 @@ export function trustedKeyFiles(config: Config): string[] {
 export function createServices(
   config: Config,
   logger: Logger,
-  parts: { db: Database; writer: Services['writer']; redis: Redis | undefined },
+  parts: { db: Database; writer: Services['writer']; redis: Redis | undefined; witnesses?: Services['witnesses'] },
 ): Services {
-  const { db, writer, redis } = parts;
+  const { db, writer, redis, witnesses } = parts;
   const lockout = createLockoutService({
     config: config.lockout,
     keyPrefix: config.redis.keyPrefix,
@@ -111,7 +112,8 @@ export function createServices(
     writer,
     redis,
     lockout,
-    metrics: createMetrics({ writer, lockout }),
+    metrics: createMetrics({ writer, lockout, witnesses }),
+    witnesses,
     passwords: createPasswordHasher(config.passwords.bcryptCost),
     users: createUserQueries(db),
     keys: loadKeyStore(config),
@@ -162,6 +164,8 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     const backfilled = await backfillTree(auditDb, { onProgress: (size, head) => logger.info({ size, head }, 'building the audit Merkle tree') });
     if (backfilled > 0) logger.info({ records: backfilled }, 'audit Merkle tree built for existing records');
     const writer = createChainWriter(auditDb, { batchMax: config.audit.batchMax, writeTimeoutMs: config.audit.writeTimeoutMs });
+    // Each checkpoint this process signs goes to the witnesses in the background (never awaited by a login).
+    const witnesses = createWitnessPusher({ db, writer, witnesses: config.witnesses, logger });
     const checkpointer = createCheckpointer({
       db: auditDb,
       writer,
@@ -171,11 +175,12 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
       everySeconds: config.audit.checkpointEverySeconds,
       logger,
       origin: config.audit.logOrigin,
+      onCheckpoint: (cp) => witnesses.push(cp),
     });
     const redis = config.redis.url ? await openRedis(config.redis.url, logger) : undefined;
     if (redis) closers.unshift(() => redis.quit().catch(() => redis.disconnect()));
 
-    const services = createServices(config, logger, { db, writer, redis });
+    const services = createServices(config, logger, { db, writer, redis, witnesses });
     await bootstrapAdmin(services);
     const stopMaintenance = startMaintenance(db, logger);
 
@@ -187,6 +192,7 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
         stopMaintenance();
         await writer.close();
         await checkpointer.close().catch((err: unknown) => logger.error({ err }, 'final audit checkpoint failed'));
+        await witnesses.close();
         for (const close of closers) await close();
       },
     };

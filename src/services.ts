@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { ChainWriter } from './audit/chain-writer.js';
+import type { WitnessPusher } from './audit/witness-push.js';
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
 import type { LockoutService } from './lockout/lockout-service.js';
@@ -29,4 +30,6 @@ export interface Services {
   /** Public keys trusted to have signed audit checkpoints, by key id. */
   trustedKeys: ReadonlyMap<string, KeyObject>;
   metrics: Registry;
+  /** Pushes checkpoints to the configured witnesses and reports their cosignatures (absent: none configured). */
+  witnesses?: WitnessPusher | undefined;
 }

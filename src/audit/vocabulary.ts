@@ -35,6 +35,7 @@ export const AUDIT_EVENT_TYPES = [
   'user.searched',
   'audit.queried',
   'audit.exported',
+  'audit.witness_refused',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -66,6 +67,11 @@ const DECISION_REASONS = [
   'reuse_detected',
   // user management
   'bootstrap',
+  // a witness refused a checkpoint (src/audit/witness-push.ts)
+  'witness_rollback',
+  'witness_fork',
+  'witness_inconsistent',
+  'witness_rejected',
 ] as const;
 
 /**

@@ -8,6 +8,7 @@ import { loadCheckpoints, verifyChain, type VerifyResult } from '../audit/verify
 import { verifyExportFile, type ExportResult } from '../audit/verify-export.js';
 import { verifyChainParallel } from '../audit/verify-parallel.js';
 import { verifyTree, type TreeResult } from '../audit/verify-tree.js';
+import { checkWitnessFlags, describeWitnessCheck, WITNESS_USAGE, type WitnessCheckResult } from '../audit/witness-check.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
 
 const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE] [--origin NAME] [--json]
@@ -27,6 +28,7 @@ Every input is a flag: nothing is read from the environment or the gateway's con
                           of the table from its first line on
   --origin NAME           checkpoint notes must name this log (a verifier key sets it too)
   --json                  print the result as JSON
+${WITNESS_USAGE}
 
 Exit status: 0 intact, 1 tampered (the first bad seq and the problem printed), 2 could not run
 (no trusted key, a key or file unreadable, the database unreachable).`;
@@ -34,13 +36,14 @@ Exit status: 0 intact, 1 tampered (the first bad seq and the problem printed), 2
 /** The command line could not be used: printed with the usage, exit 2. */
 class UsageError extends Error {}
 
-type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem']>;
+type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem'] | WitnessCheckResult['problem']>;
 
 /** What `--json` prints: the chain's result with the first problem of all checks, and each check's own. */
 interface AuditVerifyResult extends Omit<VerifyResult, 'problem'> {
   problem?: Problem;
   tree: TreeResult;
   export?: ExportResult;
+  witnesses?: WitnessCheckResult;
 }
 
 interface TrustedKeys {
@@ -112,8 +115,8 @@ async function run(): Promise<number> {
       origin: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean' },
-      // Witnesses: the witness client adds `--witness URL` and `--witness-state FILE` here; a
-      // checkpoint a witness cosigned is one more statement the log is held to (see below).
+      witness: { type: 'string', multiple: true },
+      'witness-state': { type: 'string', multiple: true },
     },
   });
   if (values.help) {
@@ -136,8 +139,8 @@ async function run(): Promise<number> {
     const chain = url ? await verifyChainParallel(db, { ...options, checkpoints, url }) : await verifyChain(db, { ...options, checkpoints });
     const tree = await verifyTree(db, { roots: checkpoints.roots });
     const exported = checkpointFile !== undefined ? await verifyExportFile(db, checkpointFile) : undefined;
-    // Witness checks go here: the newest checkpoint a witness holds must be consistent with the tree.
-    const first = firstProblem([chain, tree, exported]);
+    const witnessed = await checkWitnessFlags(db, values, trusted);
+    const first = firstProblem([chain, tree, exported, witnessed]);
     const result: AuditVerifyResult = {
       ...chain,
       valid: first === undefined,
@@ -147,6 +150,7 @@ async function run(): Promise<number> {
       ...(first ?? {}),
       tree,
       ...(exported ? { export: exported } : {}),
+      ...(witnessed ? { witnesses: witnessed } : {}),
     };
     if (first) delete result.last_verified_checkpoint;
     for (const key of ['first_invalid_seq', 'problem', 'detail'] as const) if (result[key] === undefined) delete result[key];
@@ -158,6 +162,7 @@ async function run(): Promise<number> {
         `audit chain intact: ${chain.checked} records, head seq ${chain.head_seq}, ${chain.checkpoints_checked} signed checkpoints matched; ` +
           `Merkle tree of ${tree.tree_size} leaves recomputed (${tree.tiles_checked} tiles, ${tree.roots_checked} checkpoint roots, root ${tree.root ?? '-'})` +
           (exported ? `; export file: ${exported.lines} lines, ${exported.chained_lines} chained, none missing` : '; no export file given') +
+          (witnessed ? `; ${describeWitnessCheck(witnessed)}` : '') +
           ` (${seconds.toFixed(2)} s)`,
       );
     } else {

@@ -38,10 +38,17 @@ const schemas: Record<string, Schema> = {
     ['access_token', 'token_type', 'expires_in', 'refresh_expires_in'],
   ),
   Health: obj({ status: { const: 'ok' } }),
-  Ready: obj({
-    status: { enum: ['ready', 'not_ready'] },
-    checks: obj({ database: { enum: ['ok', 'failing'] }, redis: { enum: ['ok', 'embedded', 'failing'] }, audit_writer: { enum: ['ok', 'failing'] } }),
-  }),
+  Ready: obj(
+    {
+      status: { enum: ['ready', 'not_ready'] },
+      checks: obj({ database: { enum: ['ok', 'failing'] }, redis: { enum: ['ok', 'embedded', 'failing'] }, audit_writer: { enum: ['ok', 'failing'] } }),
+      witnesses: {
+        ...obj({ quorum_met: { type: 'boolean' }, quorum: int, checkpoint_size: int, cosigned: { type: 'object', additionalProperties: int } }),
+        description: 'Only with AUDIT_WITNESSES set; informational: witnesses never make the gateway unready',
+      },
+    },
+    ['status', 'checks'],
+  ),
   Jwks: obj({ keys: { type: 'array', items: obj({ kty: str, kid: str, alg: { enum: ['ES256', 'RS256'] }, use: { const: 'sig' } }, ['kty', 'kid', 'alg', 'use'], true) } }),
   Role: { enum: ['user', 'security', 'admin', 'auditor'] },
   UserCreated: obj({ id: str, username: str, roles: { type: 'array', items: ref('Role') } }),
@@ -98,6 +105,27 @@ const schemas: Record<string, Schema> = {
     checkpoint: { type: 'string', description: 'The signed checkpoint note of tree_size, with its cosignatures' },
   }),
   ConsistencyProof: obj({ from: int, to: int, from_root: str, to_root: str, consistency_proof: { type: 'array', items: str, description: 'RFC 9162 consistency proof, standard base64' } }),
+  WitnessReport: obj({
+    witnesses: {
+      type: 'array',
+      items: obj({
+        name: str,
+        url: str,
+        verifier_key: str,
+        cosigned_size: int,
+        cosigned_latest: { type: 'boolean' },
+        last_success_at: nullableStr,
+        last_error: nullableStr,
+        last_refusal: {
+          oneOf: [
+            { type: 'null' },
+            obj({ reason: { enum: ['witness_rollback', 'witness_fork', 'witness_inconsistent', 'witness_rejected'] }, status: int, at: str, checkpoint_size: int, witness_size: { type: ['integer', 'null'] } }),
+          ],
+        },
+      }),
+    },
+    quorum: obj({ required: int, checkpoint_size: int, cosigned_by: strings, met: { type: 'boolean' } }),
+  }),
   Enrollment: obj({ secret: str, otpauth_uri: str }),
   RecoveryCodes: obj({ recovery_codes: strings }),
   RevokedSessions: obj({ revoked_sessions: int }),
@@ -217,6 +245,9 @@ export function openApiDocument(): Record<string, unknown> {
         get: { summary: 'Verify the chain (from the last verified checkpoint, or full=true)', security: bearer, parameters: [q('full', { enum: ['true', 'false'] })], responses: { 200: json('VerifyResult'), ...readErrors } },
       },
       '/admin/audit/checkpoints': { get: { summary: 'Signed checkpoints, newest first', security: bearer, parameters: [q('limit', int)], responses: { 200: json('CheckpointList'), ...readErrors } } },
+      '/admin/audit/witnesses': {
+        get: { summary: 'Each witness\'s latest stored cosigned size, last error and refusal; quorum of the latest checkpoint', security: bearer, responses: { 200: json('WitnessReport'), ...readErrors } },
+      },
       '/admin/audit/proof/{seq}': {
         get: {
           summary: 'Inclusion proof of a record in a checkpointed Merkle tree (default: the latest checkpoint)',

@@ -154,6 +154,7 @@ describe('GET /openapi.json', () => {
     await call('GET', '/admin/audit/verify', { token });
     await call('GET', '/admin/audit/checkpoints', { token });
     await call('GET', '/admin/audit/checkpoints', { token: userToken });
+    await call('GET', '/admin/audit/witnesses', { token });
     // The transparency log: before the first checkpoint, then after one.
     await call('GET', '/audit-log/checkpoint', { token });
     await call('GET', '/admin/audit/proof/1', { token });
