@@ -101,7 +101,8 @@ describe('witnesses: npm run witness processes cosigning a gateway process\'s ch
     checkpointFile = path.join(dir, 'checkpoints.jsonl');
     [w1, w2] = [await witness('w1.test/witness'), await witness('w2.test/witness')];
     env = {
-      DATABASE_URL: t.url, REDIS_URL, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile,
+      // Its own Redis keys, so no other run's per-address failures count against these refused logins.
+      DATABASE_URL: t.url, REDIS_URL, REDIS_KEY_PREFIX: `authtrail-test-${crypto.randomBytes(6).toString('hex')}`, AUDIT_SIGNING_KEY_FILE: key.file, AUDIT_CHECKPOINT_FILE: checkpointFile,
       AUDIT_CHECKPOINT_EVERY_SECONDS: '1', AUDIT_CHECKPOINT_EVERY_RECORDS: '100000', AUDIT_LOG_ORIGIN: ORIGIN, AUDIT_LOG_PUBLIC: 'true',
       AUDIT_WITNESSES: `${w1.url}|${w1.verifierKey},${w2.url}|${w2.verifierKey}`, AUDIT_WITNESS_TIMEOUT_MS: '3000', AUDIT_WITNESS_RETRIES: '1',
       JWT_KEY_FILES: jwtKey, MFA_ENCRYPTION_KEY_FILE: mfaKey, BCRYPT_COST: '4', ADMIN_REQUIRE_MFA: 'false',
