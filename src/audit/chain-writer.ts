@@ -117,12 +117,25 @@ const COLUMN_TYPES = [
   'text',
 ] as const;
 
+/** The records' unnest, their arrays numbered from `$first`. */
+const unnestRecords = (first: number): string => `unnest(${COLUMN_TYPES.map((type, i) => `$${first + i}::${type}[]`).join(', ')})`;
+
 /** One statement per batch: the records, and the tiles they grow (returning the tiles' stored widths). */
-const APPEND_SQL = `WITH logged AS (
-    INSERT INTO audit_log (${COLUMNS.join(', ')})
-    SELECT * FROM unnest(${COLUMN_TYPES.map((type, i) => `$${i + 1}::${type}[]`).join(', ')})
-  )
+const APPEND_SQL = `WITH logged AS (INSERT INTO audit_log (${COLUMNS.join(', ')}) SELECT * FROM ${unnestRecords(1)})
   ${upsertTilesSql(COLUMNS.length + 1)}`;
+
+/**
+ * {@link APPEND_SQL} that stores nothing (and returns no row) unless the head is still (`$1`, `$2`),
+ * where this writer left it: the statement starts after the lock is held, so it sees every commit
+ * before, and the batch needs no round trip to read the head.
+ */
+const GUARDED_APPEND_SQL = `WITH head AS (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1),
+  unchanged AS (SELECT 1 WHERE coalesce((SELECT seq FROM head), 0) = $1 AND coalesce((SELECT hash FROM head), $2) = $2),
+  logged AS (INSERT INTO audit_log (${COLUMNS.join(', ')}) SELECT r.* FROM ${unnestRecords(3)} AS r, unchanged)
+  INSERT INTO audit_tiles (level, idx, hashes)
+  SELECT t.* FROM unnest($${COLUMNS.length + 3}::smallint[], $${COLUMNS.length + 4}::bigint[], $${COLUMNS.length + 5}::bytea[]) AS t, unchanged
+  ON CONFLICT (level, idx) DO UPDATE SET hashes = audit_tiles.hashes || EXCLUDED.hashes
+  RETURNING level, idx, octet_length(hashes) AS n`;
 
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -137,31 +150,19 @@ export async function readChainHead(db: Pick<Queryable, 'query'>): Promise<Chain
   return head ? { seq: head.seq, hash: toBuffer(head.hash) } : { seq: 0, hash: GENESIS_HASH };
 }
 
-/**
- * Appends a batch after the current head in one transaction, with its Merkle leaves: the advisory
- * lock serializes every writer of every gateway process on this database, so `seq` stays dense,
- * the chain never forks, and the tree (audit_tiles) always covers exactly the records committed.
- *
- * `cached` is the tree's right edge as this writer last committed it; it is current when the head
- * is where this writer left it, else the edge is read again under the lock (another process
- * wrote), and records that have no leaf yet are hashed in first. One statement stores the records
- * and appends to the tiles, so the tree costs no extra round trip.
- */
-async function appendBatch(
-  tx: Queryable,
-  records: ReadonlyArray<Omit<ChainRecord, 'seq'>>,
-  cached: TreeEdge | undefined,
-): Promise<{ committed: CommittedRecord[]; edge: TreeEdge }> {
-  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
-  let { seq, hash: prev } = await readChainHead(tx);
-  let edge = cached?.size === seq ? cached : await readTreeEdge(tx);
-  if (edge.size > seq) throw new TreeCorruptError(`the Merkle tree covers ${edge.size} records but the log ends at ${seq}`);
-  if (edge.size < seq) edge = await extendFromLog(tx, edge, seq);
+/** Where this writer left the log: its head and the tree's right edge, both as committed. */
+interface WriterState {
+  head: ChainHead;
+  edge: TreeEdge;
+}
 
+/** The batch's rows (one array per column), what it commits, and its tiles, chained after `head`. */
+async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, state: WriterState) {
   // One array per column, inserted with unnest: the statement's text and plan are the same for every batch.
   const columns: unknown[][] = COLUMNS.map(() => []);
   const committed: CommittedRecord[] = [];
   const leaves: Buffer[] = [];
+  let { seq, hash: prev } = state.head;
   for (const partial of records) {
     seq += 1;
     const record: ChainRecord = { ...partial, seq };
@@ -178,10 +179,46 @@ async function appendBatch(
     committed.push({ seq, eventId: record.event_id, occurredAt: record.occurred_at, hash });
     prev = hash;
   }
-  const grown = await edge.append(leaves);
-  const { rows } = await tx.query<{ level: number; idx: number; n: number }>(APPEND_SQL, [...columns, ...tileParams(edge.size, grown.tiles)]);
-  checkTileWidths(grown.tiles, rows);
-  return { committed, edge: grown.edge };
+  const grown = await state.edge.append(leaves);
+  return { columns, committed, tiles: grown.tiles, next: { head: { seq, hash: prev }, edge: grown.edge } };
+}
+
+/**
+ * Appends a batch after the current head in one transaction, with its Merkle leaves: the advisory
+ * lock serializes every writer of every gateway process on this database, so `seq` stays dense,
+ * the chain never forks, and the tree (audit_tiles) always covers exactly the records committed.
+ *
+ * `cached` is where this writer left the log. When the head is still there (one statement checks
+ * it and appends), a batch costs the lock and that one statement. Else (another process wrote,
+ * or nothing is cached) the head and the tree's right edge are read under the lock, records that
+ * have no leaf yet are hashed in first, and the batch is stored after them. Either way one
+ * statement stores the records and appends to the tiles: the tree costs no extra round trip.
+ */
+async function appendBatch(
+  tx: Queryable,
+  records: ReadonlyArray<Omit<ChainRecord, 'seq'>>,
+  cached: WriterState | undefined,
+): Promise<{ committed: CommittedRecord[]; state: WriterState }> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
+  if (cached) {
+    const batch = await prepareBatch(records, cached);
+    const { rows } = await tx.query<{ level: number; idx: number; n: number }>(GUARDED_APPEND_SQL, [
+      cached.head.seq, cached.head.hash, ...batch.columns, ...tileParams(cached.edge.size, batch.tiles),
+    ]);
+    if (rows.length > 0) {
+      checkTileWidths(batch.tiles, rows);
+      return { committed: batch.committed, state: batch.next };
+    }
+    // Nothing was stored: another process wrote since. Start again from what is there.
+  }
+  const head = await readChainHead(tx);
+  let edge = cached?.edge.size === head.seq ? cached.edge : await readTreeEdge(tx);
+  if (edge.size > head.seq) throw new TreeCorruptError(`the Merkle tree covers ${edge.size} records but the log ends at ${head.seq}`);
+  if (edge.size < head.seq) edge = await extendFromLog(tx, edge, head.seq);
+  const batch = await prepareBatch(records, { head, edge });
+  const { rows } = await tx.query<{ level: number; idx: number; n: number }>(APPEND_SQL, [...batch.columns, ...tileParams(edge.size, batch.tiles)]);
+  checkTileWidths(batch.tiles, rows);
+  return { committed: batch.committed, state: batch.next };
 }
 
 /**
@@ -195,8 +232,8 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   const listeners: Array<(head: ChainHead, batch: CommittedBatch) => void> = [];
   let draining: Promise<void> | undefined;
   let closed = false;
-  /** The Merkle tree's right edge as this writer last committed it (see appendBatch). */
-  let edge: TreeEdge | undefined;
+  /** Where this writer left the log: head and the Merkle tree's right edge, as last committed (see appendBatch). */
+  let state: WriterState | undefined;
   const stats: ChainWriterStats = {
     queued: 0, committed: 0, batches: 0, lastBatchSize: 0, lastCommitMs: 0, lastError: undefined, closed: false,
   };
@@ -204,8 +241,8 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   async function writeBatch(batch: Pending[]): Promise<void> {
     const started = performance.now();
     try {
-      const appended = await db.transaction((tx) => appendBatch(tx, batch.map((p) => p.record), edge));
-      edge = appended.edge;
+      const appended = await db.transaction((tx) => appendBatch(tx, batch.map((p) => p.record), state));
+      state = appended.state;
       const committed = appended.committed;
       stats.committed += committed.length;
       stats.batches += 1;
@@ -221,7 +258,7 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
       };
       for (const listener of listeners) listener({ seq: last.seq, hash: last.hash }, summary);
     } catch (err) {
-      edge = undefined; // read again under the lock: what this transaction computed was not committed
+      state = undefined; // read again under the lock: what this transaction computed was not committed
       stats.lastError = (err as Error).message;
       const failure = new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record could not be written', {
         cause: err,

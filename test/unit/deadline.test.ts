@@ -18,12 +18,18 @@ function gatedDatabase() {
   };
   let gate = newGate();
   const ranUnder: Array<Deadline | undefined> = [];
+  // The batch's statement stores its records and appends to the Merkle tiles, and returns the tiles' widths.
+  const tiles = new Map<string, number>();
   const tx: Queryable = {
-    // The batch's statement stores its records and new tiles (every batch starts a tree here) and returns their widths.
     query: <R>(text: string, params?: readonly unknown[]) => {
       if (!text.includes('RETURNING level, idx') || !params) return Promise.resolve({ rows: [] as R[] });
       const [levels, indexes, hashes] = params.slice(-3) as [number[], number[], Buffer[]];
-      return Promise.resolve({ rows: levels.map((level, i) => ({ level, idx: indexes[i], n: hashes[i]!.length })) as R[] });
+      const rows = levels.map((level, i) => {
+        const key = `${level}/${indexes[i]}`;
+        tiles.set(key, (tiles.get(key) ?? 0) + hashes[i]!.length);
+        return { level, idx: indexes[i], n: tiles.get(key) };
+      });
+      return Promise.resolve({ rows: rows as R[] });
     },
     exec: () => Promise.resolve(),
   };
