@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
+import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
 import type { Database, Queryable } from '../db/database.js';
 import { encodeFields } from './canonical.js';
 import type { ChainHead, ChainWriter } from './chain-writer.js';
@@ -487,27 +488,46 @@ async function lastLine(file: string): Promise<string | undefined> {
 class ExportFile {
   /** Hash of the file's last line; undefined until read. */
   private prev: string | undefined;
+  /** The file as this process last wrote it: another file there, or another size, is read again. */
+  private written: { dev: number; ino: number; size: number } | undefined;
   /** Seq of the file's last checkpoint: the table's note checkpoints after it are still to be written (0: an empty file). */
   exported = 0;
   constructor(readonly file: string) {}
 
-  /** Reads where the file ends: its last line's hash and seq. */
+  /**
+   * Reads where the file ends: its last line's hash and seq. An empty or missing file (a new one,
+   * or one rotated away) goes on from the last line this process wrote, so the rotated files
+   * read in order form one chain.
+   */
   async open(): Promise<void> {
     const last = await lastLine(this.file);
-    this.prev = last === undefined ? FIRST_LINE_PREV : exportLineHash(last);
+    this.prev = last === undefined ? (this.prev ?? FIRST_LINE_PREV) : exportLineHash(last);
+    this.written = undefined;
     if (last !== undefined) {
       try {
         const parsed = JSON.parse(last) as { seq?: unknown };
-        if (typeof parsed.seq === 'number') this.exported = parsed.seq;
+        if (typeof parsed.seq === 'number') this.exported = Math.max(this.exported, parsed.seq);
       } catch {
         // A damaged last line: the chain goes on after it and the verifier names the damage.
       }
     }
   }
 
+  /** Whether the file is still the one this process last appended to, at the size it left it (not rotated, cut or appended to by another). */
+  private async unchanged(): Promise<boolean> {
+    if (!this.written) return false;
+    try {
+      const stat = await fs.promises.stat(this.file);
+      return stat.dev === this.written.dev && stat.ino === this.written.ino && stat.size === this.written.size;
+    } catch {
+      return false;
+    }
+  }
+
   async append(checkpoints: readonly Checkpoint[]): Promise<void> {
     if (checkpoints.length === 0) return;
-    if (this.prev === undefined) await this.open();
+    // A rotated or edited file: chain on from the line that is now last (a new file: from the last one written).
+    if (this.prev === undefined || (this.written !== undefined && !(await this.unchanged()))) await this.open();
     let text = '';
     let prev = this.prev!;
     for (const cp of checkpoints) {
@@ -520,6 +540,8 @@ class ExportFile {
     try {
       await handle.write(text);
       await handle.datasync();
+      const stat = await handle.stat();
+      this.written = { dev: stat.dev, ino: stat.ino, size: stat.size };
     } finally {
       await handle.close();
     }
@@ -609,13 +631,20 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     const tree = await readTreeHead(db, head.seq);
     if (!tree || tree.size <= lastSeq) return undefined;
     const cp = signCheckpointNote(key, origin, tree, clock());
-    const { rows } = await db.query<{ seq: number }>(
-      `INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature, note, root_hash)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING RETURNING seq`,
-      [cp.seq, cp.hash, cp.signedAt, cp.keyId, cp.signature, cp.note, cp.root],
-    );
+    // Under the chain's lock, and only when no checkpoint of this size or larger exists: checkpoints
+    // then commit in the order of their sizes, so an export that copies those after its last line
+    // never skips one that committed late.
+    const stored = await db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
+      const { rows } = await tx.query<{ seq: number }>(
+        `INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature, note, root_hash)
+         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM audit_checkpoints WHERE seq >= $1) RETURNING seq`,
+        [cp.seq, cp.hash, cp.signedAt, cp.keyId, cp.signature, cp.note, cp.root],
+      );
+      return rows.length > 0;
+    });
     lastSeq = Math.max(lastSeq, cp.seq);
-    if (rows.length === 0) return undefined; // another instance signed this size
+    if (!stored) return undefined; // another instance signed this size or a larger one
     await exportMissing();
     if (options.onCheckpoint) {
       try {

@@ -38,7 +38,7 @@ export interface VerifyOptions {
   /** When set, checkpoint notes must name this origin (a trusted note verifier key fixes it). */
   origin?: string | undefined;
   /** The JSON-lines export; its checkpoints count as much as the table's. */
-  checkpointFile?: string;
+  checkpointFile?: string | readonly string[];
   /** Rows fetched per round trip; memory stays bounded by this, not by the chain length. */
   batchSize?: number;
   /** Start after a trusted (`seq`, `hash`) instead of the genesis. */
@@ -233,7 +233,8 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
 export async function loadCheckpoints(db: Pick<Queryable, 'query'>, options: Pick<VerifyOptions, 'trustedKeys' | 'checkpointFile' | 'origin'>): Promise<LoadedCheckpoints> {
   const trust = new CheckpointTrust(createSignatureChecker(options.trustedKeys, { origin: options.origin }));
   for await (const page of streamCheckpointTable(db, 0)) await trust.add(page);
-  if (options.checkpointFile) await trust.add(await readCheckpointFile(options.checkpointFile));
+  const files = typeof options.checkpointFile === 'string' ? [options.checkpointFile] : (options.checkpointFile ?? []);
+  for (const file of files) await trust.add(await readCheckpointFile(file));
   return { trusted: trust.trusted, roots: trust.roots, findings: trust.findings };
 }
 

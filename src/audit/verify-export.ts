@@ -1,6 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../db/database.js';
-import { FIRST_LINE_PREV, exportLineHash, readExportFile, streamCheckpointTable, type ExportLine } from './checkpoints.js';
+import { exportLineHash, readExportFile, streamCheckpointTable, type ExportLine } from './checkpoints.js';
+
+/** Every line of the files, in the order given (a rotated file's predecessors first). */
+async function readFiles(files: readonly string[]): Promise<ExportLine[]> {
+  const lines: ExportLine[] = [];
+  for (const file of files) lines.push(...(await readExportFile(file)));
+  return lines;
+}
 
 /** What the export-file check found wrong (docs/audit-chain.md, "Verification"). */
 export type ExportProblem = 'export_chain_broken' | 'export_truncated';
@@ -23,13 +30,17 @@ interface Finding {
   detail: string;
 }
 
-/** Breaks in the line chain: a note line whose `prev` is not the hash of the line before it. */
+/**
+ * Breaks in the line chain: a note line whose `prev` is not the hash of the line before it. The
+ * first line links to the last line of the file before it (rotation), or to 64 zeros:
+ * nothing here can tell which, so it is not checked.
+ */
 function chainFindings(lines: readonly ExportLine[]): Finding[] {
   const findings: Finding[] = [];
-  for (let i = 0; i < lines.length; i++) {
+  for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     if (line.prev === undefined) continue; // a legacy line carries no link
-    const expected = i === 0 ? FIRST_LINE_PREV : exportLineHash(lines[i - 1]!.text);
+    const expected = exportLineHash(lines[i - 1]!.text);
     if (line.prev !== expected) {
       findings.push({
         seq: line.checkpoint.seq,
@@ -61,20 +72,21 @@ async function missingFromFile(db: Pick<Queryable, 'query'>, lines: readonly Exp
 }
 
 /**
- * Checks the checkpoint export file against itself and the table: every note line must carry the
- * hash of the line before it (a line deleted, inserted or edited in the middle breaks that), and
- * every note checkpoint of the table from the file's first note line on must be in the file (a
- * deleted tail leaves the table ahead of the file). A file that lags only by its newest
+ * Checks the checkpoint export file (or a file and those it was rotated from, oldest first, read as
+ * one) against itself and the table: every note line must carry the hash of the line before it (a
+ * line deleted, inserted or edited in the middle breaks that), and every note checkpoint of the
+ * table from the first note line on must be in the file (a deleted tail leaves the table ahead). A file that lags only by its newest
  * checkpoints is read again after `settleMs`: a gateway writes its line just after the row commits,
  * and copies those of the other instances at its next checkpoint or timer tick.
  */
-export async function verifyExportFile(db: Pick<Queryable, 'query'>, file: string, options: { settleMs?: number } = {}): Promise<ExportResult> {
-  let lines = await readExportFile(file);
+export async function verifyExportFile(db: Pick<Queryable, 'query'>, file: string | readonly string[], options: { settleMs?: number } = {}): Promise<ExportResult> {
+  const files = typeof file === 'string' ? [file] : file;
+  let lines = await readFiles(files);
   let { missing, checked } = await missingFromFile(db, lines);
   const lastInFile = lines.at(-1)?.checkpoint.seq ?? 0;
   if (missing.length > 0 && missing.every((seq) => seq > lastInFile)) {
     await sleep(options.settleMs ?? 1000);
-    lines = await readExportFile(file);
+    lines = await readFiles(files);
     ({ missing, checked } = await missingFromFile(db, lines));
   }
   const findings = chainFindings(lines);

@@ -25,7 +25,8 @@ Every input is a flag: nothing is read from the environment or the gateway's con
   --public-key FILE       the same as --trusted-key (earlier name)
   --checkpoint-file FILE  the JSON-lines export (AUDIT_CHECKPOINT_FILE): its checkpoints count like
                           the table's, its line chain is checked, and that it holds every checkpoint
-                          of the table from its first line on
+                          of the table from its first line on. Repeat it for a rotated file, oldest
+                          first: the files are read as one
   --origin NAME           checkpoint notes must name this log (a verifier key sets it too)
   --json                  print the result as JSON
 ${WITNESS_USAGE}
@@ -111,7 +112,7 @@ async function run(): Promise<number> {
       'data-dir': { type: 'string' },
       'trusted-key': { type: 'string', multiple: true },
       'public-key': { type: 'string', multiple: true },
-      'checkpoint-file': { type: 'string' },
+      'checkpoint-file': { type: 'string', multiple: true },
       origin: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean' },
@@ -126,8 +127,9 @@ async function run(): Promise<number> {
   const keyArgs = [...(values['trusted-key'] ?? []), ...(values['public-key'] ?? [])];
   if (keyArgs.length === 0) throw new UsageError('no trusted key: give at least one --trusted-key (a checkpoint proves nothing unless its key is trusted)');
   const trusted = loadKeys(keyArgs, values.origin);
-  const checkpointFile = values['checkpoint-file'];
-  if (checkpointFile !== undefined && !fs.existsSync(checkpointFile)) throw new UsageError(`--checkpoint-file ${checkpointFile} does not exist`);
+  const checkpointFiles = values['checkpoint-file'] ?? [];
+  for (const file of checkpointFiles) if (!fs.existsSync(file)) throw new UsageError(`--checkpoint-file ${file} does not exist`);
+  const checkpointFile = checkpointFiles.length > 0 ? checkpointFiles : undefined;
 
   const db = await openDatabase(values);
   try {

@@ -525,6 +525,54 @@ describe('npm run audit:verify recomputes the tree', () => {
   });
 });
 
+describe('the export file of each gateway instance', () => {
+  let t: TestDatabase;
+  let key: ReturnType<typeof tempSigningKey>;
+  before(async () => {
+    key = tempSigningKey();
+    t = await createTestDatabase();
+  });
+  after(async () => {
+    await t.drop();
+    fs.rmSync(key.dir, { recursive: true, force: true });
+  });
+
+  const verify = (...files: string[]) =>
+    runTs('src/cli/audit-verify.ts', ['--json', '--database-url', t.url, '--trusted-key', key.file, ...files.flatMap((f) => ['--checkpoint-file', f])]);
+
+  it('when two instances sign checkpoints, then each copies the other\'s into its own file, and a file rotated mid-way goes on with the chain of the one before', async () => {
+    const files = [path.join(key.dir, 'a.jsonl'), path.join(key.dir, 'b.jsonl')];
+    const writers = files.map(() => createChainWriter(t.db, { batchMax: 4, writeTimeoutMs: 5000 }));
+    const checkpointers = files.map((file, i) =>
+      createCheckpointer({ db: t.db, writer: writers[i]!, key, file, everyRecords: 3, everySeconds: 3600, logger: createLogger('silent'), origin: 'multi.example/log' }),
+    );
+    for (let i = 0; i < 24; i++) await writers[i % 2]!.recordEvent(sampleEvent(i));
+    // Rotated by an operator between two checkpoints: the next line starts a chain of its own.
+    fs.renameSync(files[0]!, `${files[0]}.1`);
+    for (let i = 24; i < 36; i++) await writers[i % 2]!.recordEvent(sampleEvent(i));
+    await Promise.all(writers.map((w) => w.close()));
+    for (const c of checkpointers) await c.close();
+    for (const group of [[files[0]!], [files[1]!], [`${files[0]}.1`, files[0]!]]) {
+      const run = await verify(...group);
+      assert.equal(run.code, 0, `${group.join(' ')}: ${run.stdout}${run.stderr}`);
+    }
+    // The file rotated away lacks what came after it: alone, it reads as cut short.
+    assert.equal((await verify(`${files[0]}.1`)).code, 1);
+    // Read as one, the rotated files form one chain: a line taken out at the seam is found.
+    const joined = path.join(key.dir, 'joined.jsonl');
+    const older = fs.readFileSync(`${files[0]}.1`, 'utf8').trim().split('\n');
+    fs.writeFileSync(joined, `${older.slice(0, -1).join('\n')}\n`);
+    const cut = await verify(joined, files[0]!);
+    assert.equal(cut.code, 1, cut.stdout);
+    assert.equal((JSON.parse(cut.stdout) as { problem: string }).problem, 'export_chain_broken');
+    const { rows } = await t.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_checkpoints WHERE note IS NOT NULL');
+    const seqs = (file: string) => fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
+    assert.deepEqual(seqs(files[1]!).length, rows[0]!.n, 'the second file holds every checkpoint, its own and the first instance\'s');
+    const lastOfOlder = fs.readFileSync(`${files[0]}.1`, 'utf8').trim().split('\n').at(-1)!;
+    assert.equal((JSON.parse(fs.readFileSync(files[0]!, 'utf8').split('\n')[0]!) as { prev: string }).prev, crypto.createHash('sha256').update(lastOfOlder).digest('hex'));
+  });
+});
+
 describe('EMPTY_ROOT', () => {
   it('when the tree is empty, then its root is SHA-256 of nothing', () => {
     assert.equal(EMPTY_ROOT.toString('hex'), crypto.createHash('sha256').digest('hex'));
