@@ -71,7 +71,11 @@ interface StoredRow extends ChainRecord {
 
 const SELECT_COLUMNS = `
   SELECT seq, event_id::text AS event_id, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, outcome,
-         reason, username, user_id::text AS user_id, host(ip) AS ip, user_agent, device_id, mfa_method,
+         reason, username, user_id::text AS user_id,
+         -- Only the address bytes are hashed: a stored prefix length other than a host's (a /32
+         -- widened to /8 once the column's CHECK is dropped) is read as such and refused below.
+         CASE WHEN masklen(ip) = CASE family(ip) WHEN 4 THEN 32 ELSE 128 END THEN host(ip) ELSE ip::text END AS ip,
+         user_agent, device_id, mfa_method,
          session_id::text AS session_id, request_id, actor_id::text AS actor_id, details::text AS details,
          prev_hash, hash, account
     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
@@ -198,6 +202,9 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
     return walk.prevPrevHash?.equals(storedPrev)
       ? { seq: row.seq - 1, problem: 'fork', detail: `records ${row.seq - 1} and ${row.seq} both follow record ${row.seq - 2}` }
       : { seq: row.seq, problem: 'prev_hash_mismatch', detail: `prev_hash of ${row.seq} is not the hash of ${row.seq - 1}` };
+  }
+  if (row.ip?.includes('/')) {
+    return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} stores the network ${row.ip}, but a host address was hashed` };
   }
   if (!chainHash(walk.prevHash, row).equals(storedHash)) {
     return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} does not hash to its stored hash` };

@@ -119,6 +119,16 @@ for (const mode of ['sequential', 'parallel'] as const) describe(`audit chain ve
     assert.equal(r.problem, 'hash_mismatch');
   });
 
+  it('when a stored host address is widened to a network (/32 to /8, the CHECK dropped), then that record is reported (hash_mismatch)', async () => {
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, `ALTER TABLE audit_log DROP CONSTRAINT audit_log_ip_check`);
+    await asSuperuser(copy.name, `UPDATE audit_log SET ip = set_masklen(ip, 8) WHERE seq = 14`);
+    const r = await verify(copy);
+    assert.equal(r.valid, false);
+    assert.equal(r.first_invalid_seq, 14);
+    assert.equal(r.problem, 'hash_mismatch');
+  });
+
   it('when a middle record is deleted, then the first bad seq is the missing one (seq_gap)', async () => {
     const copy = await freshCopy();
     await asSuperuser(copy.name, 'DELETE FROM audit_log WHERE seq = 17');
