@@ -604,17 +604,25 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   let chain: Promise<unknown> = Promise.resolve();
   let opened: Promise<void> | undefined;
 
-  /** Appends the table's note checkpoints after the file's last one (up to `through`), oldest first. */
-  async function exportMissing(): Promise<void> {
+  /**
+   * Opens the file once. An empty file starts at the table's latest checkpoint: the history before
+   * it is in the table and in the other files. Opened when the checkpointer is created, not at its
+   * first checkpoint, so a file never starts after checkpoints other instances signed meanwhile.
+   */
+  function openExport(): Promise<void> {
     opened ??= (async () => {
       await exportFile.open();
       if (exportFile.exported === 0) {
-        // An empty file starts now: the history before it is in the table and in the other files.
         const latest = await latestCheckpointNote(db);
         exportFile.exported = latest?.seq ?? 0;
       }
     })();
-    await opened;
+    return opened;
+  }
+
+  /** Appends the table's note checkpoints after the file's last one (up to `through`), oldest first. */
+  async function exportMissing(): Promise<void> {
+    await openExport();
     for (;;) {
       const { rows } = await db.query<CheckpointRow>(
         `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq > $1 AND note IS NOT NULL ORDER BY seq LIMIT 1000`,
@@ -664,6 +672,10 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   }
 
   const currentHead = async () => ({ seq: await readTreeSize(db) });
+  // Opened now; a failure here is retried by the first checkpoint, which logs it.
+  openExport().catch(() => {
+    opened = undefined;
+  });
 
   options.writer.onCommit((head, batch) => {
     sinceLast += batch.count;
