@@ -35,7 +35,7 @@ async function loggingGateway(): Promise<{ gw: TestGateway; app: ReturnType<type
 
 /** Asserts a problem answer that is not a server error. */
 function assertRefusal(res: request.Response, status: number, what: string): void {
-  assert.equal(res.status, status, `${what}: ${res.status} ${res.text.slice(0, 200)}`);
+  assert.equal(res.status, status, `${what}: ${res.status} ${(res.text ?? "").slice(0, 200)}`);
   assert.match(res.headers['content-type'] ?? '', /^application\/problem\+json/, what);
 }
 
@@ -218,7 +218,7 @@ describe('property: hostile input never makes a 500, and every refusal of an aut
     if (res.status >= 400) assert.match(res.headers['content-type'] ?? '', /^application\/problem\+json/, `${method} ${path} ${res.status}`);
     const pathname = path.split('?')[0]!;
     if (AUTH_PATHS.includes(pathname) && res.status >= 400) {
-      assert.equal((await auditCount(gw)) - before, res.body?.code === 'account_locked' || res.body?.code === 'too_many_attempts' ? 1 : (await lockStarts(before)) + 1, `${method} ${path} ${res.status} ${res.text.slice(0, 120)}`);
+      assert.equal((await auditCount(gw)) - before, res.body?.code === 'account_locked' || res.body?.code === 'too_many_attempts' ? 1 : (await lockStarts(before)) + 1, `${method} ${path} ${res.status} ${(res.text ?? "").slice(0, 120)}`);
     }
   }
 
@@ -260,7 +260,7 @@ describe('property: hostile input never makes a 500, and every refusal of an aut
       { arbitrary: fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(JSON.stringify(v)).toString('base64url')), weight: 1 },
       { arbitrary: fc.constantFrom({ after: '\u0000' }, { v: 1, before: 1e300 }, { v: 1, before: -1 }, { after: 'x' }).map((v) => Buffer.from(JSON.stringify(v)).toString('base64url')), weight: 1 },
     );
-    const filterKeys = ['username', 'user_id', 'ip', 'event_type', 'outcome', 'device_id', 'from', 'to', 'limit', 'cursor', 'q', 'status', 'role', 'bucket', 'top', 'full'] as const;
+    const filterKeys = ['username', 'user_id', 'ip', 'event_type', 'outcome', 'device_id', 'from', 'to', 'limit', 'cursor', 'q', 'status', 'role', 'bucket', 'top', 'full', 'tree_size'] as const;
     // One or two filters a request: more would mostly be refused for the first bad one, hiding the rest.
     const query = fc.dictionary(fc.constantFrom(...filterKeys), queryValue, { minKeys: 1, maxKeys: 2 });
     const route = fc.oneof(
@@ -271,6 +271,10 @@ describe('property: hostile input never makes a 500, and every refusal of an aut
       fc.oneof(hostileString.map((s) => pathSegment(s).slice(0, 200)), fc.constantFrom('%zz', '%', '00000000-0000-4000-8000-000000000000', 'FFFFFFFF-FFFF-4FFF-8FFF-FFFFFFFFFFFF')).chain((id) =>
         fc.constantFrom('disable', 'enable', 'mfa/reset', 'sessions/revoke', 'password').map((action) => ({ method: 'POST', path: `/admin/users/${id}/${action}` })),
       ),
+      fc.oneof(hostileString.map((v) => pathSegment(v).slice(0, 200)), fc.constantFrom('1', '0', '-1', '9007199254740993', '1e3', '%zz')).chain((seq) =>
+        fc.constantFrom(`/admin/audit/proof/${seq}`, `/audit-log/tile/0/${seq}`, `/audit-log/tile/${seq}/000.p/3`).map((path) => ({ method: 'GET', path })),
+      ),
+      fc.constantFrom('/admin/audit/consistency', '/admin/audit/proof/1', '/audit-log/checkpoint', '/audit-log/key', '/admin/audit/witnesses').map((path) => ({ method: 'GET', path })),
       fc.constant({ method: 'POST', path: '/admin/users' }),
       fc.constant({ method: 'PUT', path: '/admin/users/00000000-0000-4000-8000-000000000000/roles' }),
     );
@@ -278,7 +282,7 @@ describe('property: hostile input never makes a 500, and every refusal of an aut
       fc.asyncProperty(route, query, hostileBody, fc.constantFrom('application/json', 'text/csv', 'application/x-ndjson'), async ({ method, path }, filters, body, accept) => {
         const qs = new URLSearchParams(Object.entries(filters).map(([k, v]): [string, string] => [k, v.toWellFormed()])).toString();
         const res = await send(method, qs ? `${path}?${qs}` : path, { authorization: 'admin', accept }, method === 'GET' || method === 'DELETE' ? undefined : body);
-        assert.ok(res.status < 500, `${method} ${path}?${qs} → ${res.status} ${res.text.slice(0, 200)}`);
+        assert.ok(res.status < 500, `${method} ${path}?${qs} → ${res.status} ${(res.text ?? "").slice(0, 200)}`);
       }),
       { numRuns: 250 },
     );
