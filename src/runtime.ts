@@ -130,7 +130,7 @@ export function createServices(
   };
 }
 
-/** Creates the bootstrap admin (SPEC §2) when the users table is empty. */
+/** Creates the bootstrap admin (README, "Tokens", the bootstrap bullet) when the users table is empty. */
 export async function bootstrapAdmin(services: Services): Promise<void> {
   const admin = services.config.bootstrapAdmin;
   if (!admin || (await services.users.count()) > 0) return;

@@ -3,7 +3,7 @@ import { normalizeUsername } from '../users/usernames.js';
 import type { ChainRecord } from './canonical.js';
 import { sqlTimestamp } from './clock.js';
 
-/** Filters of `GET /admin/login-events` (SPEC §3), already validated. */
+/** Filters of `GET /admin/login-events` (docs/api.md), already validated. */
 export interface EventFilter {
   /** As typed; matched on `account`, normalized by {@link normalizeUsername} like login and lockout. */
   username?: string | undefined;

@@ -1,7 +1,7 @@
 import { PROBLEMS, type ProblemCode } from '../problems.js';
 
 /**
- * Every event type the audit log holds (SPEC §5). A closed list: a record of any other type is a
+ * Every event type the audit log holds (docs/api.md, "Audit events"). A closed list: a record of any other type is a
  * compile error, and docs/api.md is checked against this list by a test.
  */
 export const AUDIT_EVENT_TYPES = [

@@ -52,7 +52,7 @@ const view = (u: { id: string; username: string; roles: Role[]; status: string; 
 });
 
 /**
- * User management (role `admin`, SPEC §3): create, list and search, disable and enable, roles,
+ * User management (role `admin`, docs/api.md): create, list and search, disable and enable, roles,
  * password reset, MFA reset, revoking sessions. Every action is recorded with the admin as actor.
  */
 export function adminUserRoutes(services: Services): Router {

@@ -23,7 +23,7 @@ function signatureCounter(registry: Registry): Counter {
 }
 
 /**
- * The chain's integrity (SPEC §5): `GET /admin/audit/verify`, incremental from the last verified
+ * The chain's integrity (docs/audit-chain.md): `GET /admin/audit/verify`, incremental from the last verified
  * checkpoint or `?full=true`, and `GET /admin/audit/checkpoints`. Role `security`, `auditor` or `admin`;
  * every read is recorded as `audit.queried`. The verification state lives in audit/verification.ts.
  */

@@ -14,7 +14,7 @@ function accountParam(req: Request): string {
 }
 
 /**
- * Current lockouts (SPEC §3): list and show (role `security`, `auditor` or `admin`, recorded as
+ * Current lockouts (docs/api.md): list and show (role `security`, `auditor` or `admin`, recorded as
  * `audit.queried`), and unlock (role `admin`, recorded as `lockout.cleared` with the actor).
  */
 export function lockoutRoutes(services: Services): Router {

@@ -70,7 +70,7 @@ const filtersForRecord = (query: EventsQuery) =>
   Object.fromEntries(Object.entries(query).filter(([k, v]) => v !== undefined && k !== 'limit' && k !== 'cursor'));
 
 /**
- * Login history (SPEC §3): `GET /admin/login-events` with filters and keyset pages, or the whole
+ * Login history (docs/api.md): `GET /admin/login-events` with filters and keyset pages, or the whole
  * result streamed as NDJSON or CSV; `GET /admin/login-events/summary` for dashboards. Role
  * `security`, `auditor` or `admin`; every read is recorded as `audit.queried`.
  */

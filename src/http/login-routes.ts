@@ -49,7 +49,7 @@ const invalidCredentials = (): HttpError => new HttpError('invalid_credentials')
 const invalidMfa = (): HttpError => new HttpError('invalid_mfa');
 
 /**
- * `POST /login` and `POST /login/mfa` (SPEC §3, §4, §7). Order of work: validate input →
+ * `POST /login` and `POST /login/mfa` (docs/api.md; README, "Login and lockout" and "MFA"). Order of work: validate input →
  * per-IP limiter → take the account's attempt slot atomically → bcrypt (a dummy compare for
  * unknown users) or the second factor → record → answer. Every outcome, refusals of malformed
  * requests included, is one audit record written before the answer; no record, no tokens.

@@ -30,7 +30,7 @@ export function refusalEventType(path: string): AuditEventType | undefined {
 }
 
 /**
- * The one place that makes every refusal of an authentication route a record (SPEC §3): any 400,
+ * The one place that makes every refusal of an authentication route a record (docs/api.md, "Audit events"): any 400,
  * 401, 403, 404, 405, 413, 415, 429 or 503 that reaches the error handler without its decision
  * recorded gets exactly one record, with the problem code as reason. Routes that record their own
  * decision (a wrong password, a lock start) are marked audited and are not recorded twice. When

@@ -9,7 +9,7 @@ import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './token-r
 
 const invalidRefreshToken = (): HttpError => new HttpError('invalid_refresh_token');
 
-/** `POST /refresh` and `POST /logout` (SPEC §3, §6). */
+/** `POST /refresh` and `POST /logout` (docs/api.md; README, "Tokens"). */
 export function tokenRoutes(services: Services): Router {
   const { config, refreshTokens, writer } = services;
 

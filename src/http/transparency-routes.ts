@@ -24,7 +24,7 @@ const consistencyQuery = z.object({ from: count, to: count });
 const b64 = (hash: Buffer): string => hash.toString('base64');
 
 /**
- * The transparency log over the audit trail (SPEC §8; docs/audit-chain.md, "The Merkle tree"):
+ * The transparency log over the audit trail (docs/audit-chain.md, "The Merkle tree"; docs/api.md):
  *
  * - `GET /audit-log/checkpoint`: the latest checkpoint note with every stored cosignature;
  * - `GET /audit-log/tile/{L}/{N}[.p/{W}]`: C2SP tlog-tiles hash tiles;

@@ -39,7 +39,7 @@ export type AttemptStart = { ok: true; attempt: Attempt } | { ok: false; refusal
 const degradedDetails = (degraded: boolean): Record<string, unknown> | null => (degraded ? { lockout_store: 'degraded' } : null);
 
 /**
- * One attempt to check a secret (password, TOTP or recovery code), SPEC §4. Every route that checks
+ * One attempt to check a secret (password, TOTP or recovery code), README, "Login and lockout". Every route that checks
  * a secret goes through it, in this order: {@link beginAttempt} takes the address's point and the
  * account's slot atomically before any secret is checked (or records the refusal); then exactly one
  * verdict: {@link Attempt.fail} (the slot stays taken, the refusal and any lock start are recorded),

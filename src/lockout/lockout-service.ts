@@ -42,7 +42,7 @@ export interface FailureOutcome {
 }
 
 /**
- * Five-failure account lockout (SPEC §4) and the per-IP spray limiter. Counters live in Redis
+ * Five-failure account lockout (README, "Login and lockout") and the per-IP spray limiter. Counters live in Redis
  * (shared by every instance) or, in embedded mode, in process. When Redis fails, an in-process
  * limiter takes over per instance and results say `degraded`, so guessing is never unlimited.
  */

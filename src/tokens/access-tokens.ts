@@ -49,7 +49,7 @@ export interface TokenSettings {
   ttlSeconds: number;
 }
 
-/** Signs an access token with the active key: header `{alg, typ: at+jwt, kid}`, claims of SPEC §6. */
+/** Signs an access token with the active key: header `{alg, typ: at+jwt, kid}`, claims of README, "Tokens". */
 export function issueAccessToken(
   keys: KeyStore,
   settings: TokenSettings,

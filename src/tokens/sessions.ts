@@ -6,7 +6,7 @@ import { issueAccessToken, type Amr } from './access-tokens.js';
 import type { KeyStore } from './keys.js';
 import type { RefreshTokenStore, RotateResult, Session } from './refresh-tokens.js';
 
-/** What a client receives for a session (SPEC §3 tokens response). */
+/** What a client receives for a session (the tokens response of docs/api.md). */
 export interface SessionTokens {
   accessToken: string;
   expiresIn: number;

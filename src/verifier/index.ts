@@ -1,6 +1,6 @@
 /**
  * `authtrail/verifier`: verifies the gateway's access tokens inside downstream services, locally,
- * with the gateway's published keys (SPEC §6). Algorithms are pinned, `exp` is required, `iss`,
+ * with the gateway's published keys (README, "For downstream services"). Algorithms are pinned, `exp` is required, `iss`,
  * `aud` and `typ` are checked; the JWKS is cached and refetched on an unknown `kid` at most once
  * per `minRefetchIntervalMs`, so a key rotation needs no restart and forged `kid`s cannot make
  * the service hammer the gateway.

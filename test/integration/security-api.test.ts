@@ -157,7 +157,7 @@ describe('security API: login history, summaries, lockouts, integrity', () => {
     }
   });
 
-  it('when a record is returned, then it has every SPEC §5 field', async () => {
+  it('when a record is returned, then it has every field docs/api.md lists', async () => {
     const res = await get('/admin/login-events').query({ user_id: ALICE, limit: 1 }).expect(200);
     assert.deepEqual(Object.keys(res.body.items[0]).sort(), [
       'actor_id', 'details', 'device_id', 'event_id', 'event_type', 'ip', 'mfa_method', 'occurred_at', 'outcome', 'reason',

@@ -51,7 +51,7 @@ describe('access tokens, JWKS and the admin check', () => {
     assert.equal(await jose.calculateJwkThumbprint(key), key.kid);
   });
 
-  it('when a login token is checked by an independent JOSE implementation against the JWKS, then it verifies with every SPEC §6 claim', async () => {
+  it('when a login token is checked by an independent JOSE implementation against the JWKS, then it verifies with every claim the README "Tokens" section lists', async () => {
     const jwks = jose.createLocalJWKSet((await request(gw.app).get('/.well-known/jwks.json')).body);
     const { payload, protectedHeader } = await jose.jwtVerify(admin.access_token, jwks, {
       issuer: 'authtrail',
