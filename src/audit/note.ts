@@ -132,19 +132,30 @@ export function verifierKey(name: string, publicKey: KeyObject, type: NoteKeyTyp
 const KEY_HASH_HEX = /^[0-9a-f]{8}$/;
 
 /**
+ * `<name>+<8 hex digits>+<base64 of a type byte and 32 bytes>`, the shape verifier and signer keys
+ * share: the parts when the name is valid, the hash is lower-case hex and the key decodes to 33
+ * bytes; else undefined. The name holds no '+' and the hash is hex, so only the key part may hold one.
+ */
+function keyParts(text: string): { name: string; hashHex: string; key: Buffer } | undefined {
+  const first = text.indexOf('+');
+  const second = text.indexOf('+', first + 1);
+  if (first < 0 || second < 0) return undefined;
+  const name = text.slice(0, first);
+  const hashHex = text.slice(first + 1, second);
+  const key = decodeBase64Strict(text.slice(second + 1));
+  if (!isValidKeyName(name) || !KEY_HASH_HEX.test(hashHex) || key === undefined || key.length !== 33) return undefined;
+  return { name, hashHex, key };
+}
+
+/**
  * Parses a verifier key strictly: valid name, exactly eight lower-case hex digits that match the
  * key, canonical base64 of a supported type (0x01 or 0x04) and a 32-byte key. Else undefined.
  */
 export function parseVerifierKey(vkey: string): NoteVerifierKey | undefined {
   if (typeof vkey !== 'string') return undefined;
-  // The name holds no '+' and the hash is hex, so only the key part may contain '+'.
-  const first = vkey.indexOf('+');
-  const second = vkey.indexOf('+', first + 1);
-  if (first < 0 || second < 0) return undefined;
-  const name = vkey.slice(0, first);
-  const hashHex = vkey.slice(first + 1, second);
-  const key = decodeBase64Strict(vkey.slice(second + 1));
-  if (!isValidKeyName(name) || !KEY_HASH_HEX.test(hashHex) || key === undefined || key.length !== 33) return undefined;
+  const parts = keyParts(vkey);
+  if (!parts) return undefined;
+  const { name, hashHex, key } = parts;
   const type = key[0]!;
   if (type !== KEY_TYPE_ED25519 && type !== KEY_TYPE_COSIGNATURE_V1) return undefined;
   const raw = key.subarray(1);
@@ -175,14 +186,9 @@ export function signerKey(name: string, privateKey: KeyObject): string {
 /** Parses a signer key strictly (the key hash must match the derived public key), or undefined. */
 export function parseSignerKey(skey: string): (NoteSigner & { readonly keyHash: Buffer; readonly publicKey: KeyObject }) | undefined {
   if (typeof skey !== 'string' || !skey.startsWith('PRIVATE+KEY+')) return undefined;
-  const rest = skey.slice('PRIVATE+KEY+'.length);
-  const first = rest.indexOf('+');
-  const second = rest.indexOf('+', first + 1);
-  if (first < 0 || second < 0) return undefined;
-  const name = rest.slice(0, first);
-  const hashHex = rest.slice(first + 1, second);
-  const key = decodeBase64Strict(rest.slice(second + 1));
-  if (!isValidKeyName(name) || !KEY_HASH_HEX.test(hashHex) || key === undefined || key.length !== 33 || key[0] !== KEY_TYPE_ED25519) return undefined;
+  const parts = keyParts(skey.slice('PRIVATE+KEY+'.length));
+  if (!parts || parts.key[0] !== KEY_TYPE_ED25519) return undefined;
+  const { name, hashHex, key } = parts;
   const privateKey = ed25519PrivateKey(key.subarray(1));
   const publicKey = crypto.createPublicKey(privateKey);
   const keyHash = noteKeyHash(name, KEY_TYPE_ED25519, rawPublicKey(publicKey));

@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { spawnTs } from './processes.js';
+import crypto from 'node:crypto';
+import { spawnTs, untilListening } from './processes.js';
 
 export interface RunningGateway {
   child: ChildProcess;
@@ -15,35 +17,29 @@ export interface RunningGateway {
 export async function startGateway(env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<RunningGateway> {
   // The 'listening' log line is how the port is learned, so the level is at least info.
   const child = spawnTs('src/main.ts', [], { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' });
-  const lines: string[] = [];
-  let stderr = '';
-  let buffered = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start: ${stderr}`)), timeoutMs);
-    void exited.then((code) => reject(new Error(`gateway exited with ${code}: ${stderr}`)));
-    child.stdout?.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      const parts = buffered.split('\n');
-      buffered = parts.pop() ?? '';
-      for (const line of parts) {
-        lines.push(line);
-        if (!line.includes('"msg":"listening"')) continue;
-        const entry = JSON.parse(line) as { port?: number };
-        clearTimeout(timer);
-        resolve(entry.port!);
-      }
+  const started = await untilListening<{ port: number }>(child, 'gateway', 'listening', timeoutMs);
+  return { child, url: `http://127.0.0.1:${started.listening.port}`, lines: started.lines, stderr: started.stderr, stop: started.stop };
+}
+
+/** Polls `check` every 100 ms until it returns a value, for at most `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** `n` refused logins of unknown users on a gateway process: `n` audit records. */
+export async function makeRecords(gw: RunningGateway, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(`${gw.url}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: `nobody-${crypto.randomBytes(4).toString('hex')}`, password: 'wrong password here' }),
     });
-  });
-  return {
-    child,
-    url: `http://127.0.0.1:${port}`,
-    lines,
-    stderr: () => stderr,
-    async stop(signal = 'SIGTERM') {
-      child.kill(signal);
-      return exited;
-    },
-  };
+    assert.equal(res.status, 401);
+  }
 }

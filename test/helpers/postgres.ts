@@ -24,6 +24,18 @@ export async function adminQuery(sql: string, params: unknown[] = [], database?:
   }
 }
 
+/** Runs a statement as a superuser with the append-only triggers switched off for that session: how an attacker with the database tampers. */
+export async function asSuperuser(database: string, sql: string, params: unknown[] = []): Promise<void> {
+  const client = new pg.Client({ connectionString: urlFor(database) });
+  await client.connect();
+  try {
+    await client.query('SET session_replication_role = replica');
+    await client.query(sql, params);
+  } finally {
+    await client.end();
+  }
+}
+
 export interface TestDatabase {
   name: string;
   url: string;

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { spawnTs } from './processes.js';
+import { spawnTs, untilListening } from './processes.js';
 
 export interface RunningWitness {
   child: ChildProcess;
@@ -28,41 +28,16 @@ export async function startWitness(options: { dir: string; name: string; logs: s
     ...options.logs.flatMap((l) => ['--log', l]), ...(options.args ?? []),
   ];
   const child = spawnTs('src/witness/main.ts', args, { LOG_LEVEL: 'info' });
-  const lines: string[] = [];
-  let stderr = '';
-  let buffered = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const started = await new Promise<{ port: number; verifier_key: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`witness did not start: ${stderr}`)), timeoutMs);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`witness exited with ${code}: ${stderr}`));
-    });
-    child.stdout?.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      const parts = buffered.split('\n');
-      buffered = parts.pop() ?? '';
-      for (const line of parts) {
-        lines.push(line);
-        if (!line.includes('"msg":"witness listening"')) continue;
-        clearTimeout(timer);
-        resolve(JSON.parse(line) as { port: number; verifier_key: string });
-      }
-    });
-  });
+  const started = await untilListening<{ port: number; verifier_key: string }>(child, 'witness', 'witness listening', timeoutMs);
   return {
     child,
-    url: `http://127.0.0.1:${started.port}`,
-    port: started.port,
-    verifierKey: started.verifier_key,
+    url: `http://127.0.0.1:${started.listening.port}`,
+    port: started.listening.port,
+    verifierKey: started.listening.verifier_key,
     keyFile,
     stateFile,
-    lines,
-    stderr: () => stderr,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
+    lines: started.lines,
+    stderr: started.stderr,
+    stop: started.stop,
   };
 }

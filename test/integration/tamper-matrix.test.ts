@@ -14,7 +14,7 @@ import { CANONICAL_SELECT } from '../../src/audit/tree.js';
 import { generateTokenKeyFile } from '../../src/tokens/keys.js';
 import { normalizeUsername } from '../../src/users/usernames.js';
 import { tempSigningKey } from '../helpers/audit.js';
-import { startGateway, type RunningGateway } from '../helpers/gateway.js';
+import { makeRecords, startGateway, waitFor } from '../helpers/gateway.js';
 import { createTestDatabase, urlFor, type TestDatabase } from '../helpers/postgres.js';
 import { runTs } from '../helpers/processes.js';
 import { startWitness, type RunningWitness } from '../helpers/witness.js';
@@ -30,28 +30,6 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ORIGIN = 'authtrail.test/tamper-matrix';
 const W1 = 'w1.tamper.test/witness';
 const W2 = 'w2.tamper.test/witness';
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** `n` refused logins: `n` audit records. */
-async function makeRecords(gw: RunningGateway, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(`${gw.url}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: `nobody-${crypto.randomBytes(4).toString('hex')}`, password: 'wrong password here' }),
-    });
-    assert.equal(res.status, 401);
-  }
-}
 
 /** A superuser session on `database` with every trigger of the audit tables switched off, as an attacker would. */
 async function attacker<T>(database: string, work: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -171,7 +149,7 @@ describe('tamper matrix: a real gateway, two witness processes, every tampering 
       return await waitFor('a checkpoint cosigned by both witnesses', async () => {
         const [a, b] = [await witnessSize(w1), await witnessSize(w2)];
         return Math.min(a, b) > than ? Math.min(a, b) : undefined;
-      });
+      }, 20_000);
     } finally {
       assert.equal(await gw.stop(), 0, gw.stderr());
     }

@@ -11,8 +11,7 @@ import { verifyChainParallel } from '../../src/audit/verify-parallel.js';
 import { createLogger } from '../../src/logger.js';
 import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
-import pg from 'pg';
-import { createTestDatabase, urlFor, type TestDatabase } from '../helpers/postgres.js';
+import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { runTs } from '../helpers/processes.js';
 
 const RECORDS = 30;
@@ -33,18 +32,6 @@ async function readRecords(db: TestDatabase['db'], fromSeq: number): Promise<Arr
 async function hashOf(db: TestDatabase['db'], seq: number): Promise<Buffer> {
   const { rows } = await db.query<{ hash: Buffer }>('SELECT hash FROM audit_log WHERE seq = $1', [seq]);
   return rows[0]?.hash ?? GENESIS_HASH;
-}
-
-/** Runs statements as a superuser with the append-only triggers switched off for that session. */
-async function asSuperuser(database: string, sql: string, params: unknown[] = []): Promise<void> {
-  const client = new pg.Client({ connectionString: urlFor(database) });
-  await client.connect();
-  try {
-    await client.query('SET session_replication_role = replica');
-    await client.query(sql, params);
-  } finally {
-    await client.end();
-  }
 }
 
 for (const mode of ['sequential', 'parallel'] as const) describe(`audit chain verifier against tampering (PostgreSQL, ${mode})`, () => {

@@ -17,7 +17,7 @@ import { createLogger } from '../../src/logger.js';
 import { tempSigningKey } from '../helpers/audit.js';
 import { appendSignedChain } from '../helpers/chain-fixture.js';
 import { sampleEvent } from '../helpers/events.js';
-import { adminQuery, createTestDatabase, urlFor, type TestDatabase } from '../helpers/postgres.js';
+import { adminQuery, asSuperuser, createTestDatabase, urlFor, type TestDatabase } from '../helpers/postgres.js';
 import { ROOT, runTs } from '../helpers/processes.js';
 import { auditRows, createTestGateway, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
 import { checkpointNow } from '../helpers/transparency.js';
@@ -42,18 +42,6 @@ async function expectedTiles(leaves: Buffer[]): Promise<Map<string, Buffer>> {
   const tiles = new Map<string, Buffer>();
   for (const { level, index, width } of tilesForSize(leaves.length)) tiles.set(`${level}/${index}`, await tileData(level, index, width, source));
   return tiles;
-}
-
-/** Runs statements as a superuser with the append-only triggers switched off for that session. */
-async function asSuperuser(database: string, sql: string, params: unknown[] = []): Promise<void> {
-  const client = new pg.Client({ connectionString: urlFor(database) });
-  await client.connect();
-  try {
-    await client.query('SET session_replication_role = replica');
-    await client.query(sql, params);
-  } finally {
-    await client.end();
-  }
 }
 
 describe('Merkle tree: the chain writer keeps C2SP tiles in the transaction of the records', () => {

@@ -12,7 +12,7 @@ import { storedRoot } from '../../src/audit/tree.js';
 import { generateTokenKeyFile } from '../../src/tokens/keys.js';
 import { formatAddCheckpoint, SIZE_CONTENT_TYPE } from '../../src/witness/protocol.js';
 import { tempSigningKey } from '../helpers/audit.js';
-import { startGateway, type RunningGateway } from '../helpers/gateway.js';
+import { makeRecords, startGateway, waitFor, type RunningGateway } from '../helpers/gateway.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { runTs } from '../helpers/processes.js';
 import { startWitness, type RunningWitness } from '../helpers/witness.js';
@@ -22,29 +22,6 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ORIGIN = 'authtrail.test/witnessed-log';
 const ADMIN = 'witness-admin@example.com';
 const ADMIN_PASSWORD = 'witness admin password';
-
-/** Polls `check` every 100 ms until it returns a value, for at most `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** `n` refused logins: `n` audit records. */
-async function makeRecords(gw: RunningGateway, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) {
-    const res = await fetch(`${gw.url}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: `nobody-${crypto.randomBytes(4).toString('hex')}`, password: 'wrong password here' }),
-    });
-    assert.equal(res.status, 401);
-  }
-}
 
 describe('witnesses: npm run witness processes cosigning a gateway process\'s checkpoints', () => {
   let t: TestDatabase;

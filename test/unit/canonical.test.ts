@@ -5,26 +5,9 @@ import { describe, it } from 'node:test';
 import ipaddr from 'ipaddr.js';
 import { GENESIS_HASH, canonicalRecord, chainHash, ipBytes, type ChainRecord } from '../../src/audit/canonical.js';
 import { checkpointMessage } from '../../src/audit/checkpoints.js';
+import { DOC_EXAMPLE_RECORD } from '../helpers/events.js';
 
-/** The example record of docs/audit-chain.md. */
-const example: ChainRecord = {
-  seq: 1,
-  event_id: '0190f3a4-5b6c-7d8e-9f00-112233445566',
-  occurred_at: '2026-01-02T03:04:05.678901Z',
-  event_type: 'login.succeeded',
-  outcome: 'success',
-  reason: null,
-  username: 'alice',
-  user_id: '6f1c2a9e-0b7d-4c55-9a43-3e2f1d0c9b8a',
-  ip: '192.0.2.1',
-  user_agent: 'curl/8.5.0',
-  device_id: '',
-  mfa_method: 'none',
-  session_id: null,
-  request_id: 'r-1',
-  actor_id: null,
-  details: '{"amr":["pwd"]}',
-};
+const example: ChainRecord = DOC_EXAMPLE_RECORD;
 
 // Written out byte by byte from the documented layout, independently of the encoder.
 const text = (s: string): string => {

@@ -16,26 +16,9 @@ import {
 } from '../../src/audit/checkpoints.js';
 import { rootOf } from '../../src/audit/merkle.js';
 import { openNote, parseVerifierKey } from '../../src/audit/note.js';
+import { DOC_EXAMPLE_RECORD } from '../helpers/events.js';
 
-/** The test vector of docs/audit-chain.md. */
-const RECORD: ChainRecord = {
-  seq: 1,
-  event_id: '0190f3a4-5b6c-7d8e-9f00-112233445566',
-  occurred_at: '2026-01-02T03:04:05.678901Z',
-  event_type: 'login.succeeded',
-  outcome: 'success',
-  reason: null,
-  username: 'alice',
-  user_id: '6f1c2a9e-0b7d-4c55-9a43-3e2f1d0c9b8a',
-  ip: '192.0.2.1',
-  user_agent: 'curl/8.5.0',
-  device_id: '',
-  mfa_method: 'none',
-  session_id: null,
-  request_id: 'r-1',
-  actor_id: null,
-  details: '{"amr":["pwd"]}',
-};
+const RECORD: ChainRecord = DOC_EXAMPLE_RECORD;
 
 /** The example key of docs/audit-chain.md: seed = 32 bytes of 0x07. */
 function exampleKey(): SigningKey {

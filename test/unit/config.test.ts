@@ -2,16 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fs from 'node:fs';
 import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../../src/config.js';
-
-function problemsOf(env: NodeJS.ProcessEnv): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return [...err.problems];
-  }
-  assert.fail('configuration was accepted');
-}
+import { problemsOf } from '../helpers/config.js';
 
 describe('configuration', () => {
   it('when nothing is set, then it runs embedded with the documented defaults', () => {

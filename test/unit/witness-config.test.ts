@@ -3,20 +3,11 @@ import crypto from 'node:crypto';
 import { describe, it } from 'node:test';
 import { KEY_TYPE_COSIGNATURE_V1, verifierKey } from '../../src/audit/note.js';
 import { createWitnessPusher } from '../../src/audit/witness-push.js';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
+import { problemsOf } from '../helpers/config.js';
 
 const vkey = (name: string, type: 0x01 | 0x04 = KEY_TYPE_COSIGNATURE_V1) => verifierKey(name, crypto.generateKeyPairSync('ed25519').publicKey, type);
-
-function problemsOf(env: NodeJS.ProcessEnv): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return [...err.problems];
-  }
-  assert.fail('configuration was accepted');
-}
 
 describe('witness configuration (AUDIT_WITNESSES, AUDIT_WITNESS_QUORUM)', () => {
   it('when nothing is set, then there are no witnesses and the quorum is 1', () => {
