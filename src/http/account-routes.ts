@@ -10,6 +10,7 @@ import { ROLES, type UserRow } from '../users/user-queries.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { releaseUnjudgedAttempt, startAttempt } from './attempt-guard.js';
 import { recordForRequest } from './audit-request.js';
+import { failureEventTypeOf } from './refusal-audit.js';
 import { HttpError, invalidRequest, parseInput } from './errors.js';
 import { jsonBody, optionalJsonBody } from './json-body.js';
 import { authOf, requireAuth } from './require-auth.js';
@@ -32,8 +33,6 @@ async function currentUser(services: Services, res: Response): Promise<UserRow> 
 
 /** What a self-service request must prove, and how its refusals are recorded. */
 interface Proof {
-  /** Event type of this action's refusals, e.g. `mfa.disable_failed`. */
-  failureEventType: AuditEventType;
   /** The current password, when presented. */
   password: string | undefined;
   /** Whether a recent login is not enough (changing the password always needs the current one). */
@@ -66,23 +65,25 @@ export function accountRoutes(services: Services): Router {
    * refusal (recorded) when a proof is missing or wrong; returns the attempt's details otherwise.
    */
   async function prove(req: Request, res: Response, user: UserRow, proof: Proof): Promise<Record<string, unknown> | null> {
+    // The route's failure event type, the same the central refusal record uses.
+    const failureEventType = failureEventTypeOf(req);
     const authTime = authOf(res).auth_time;
     const recent = authTime !== undefined && Date.now() / 1000 - authTime <= REAUTH_MAX_AGE_SECONDS;
     if (proof.password === undefined && (proof.passwordRequired || !recent)) {
-      await record(req, res, user, { eventType: proof.failureEventType, outcome: 'failure', reason: 'reauthentication_required', mfaMethod: proof.mfaMethod });
+      await record(req, res, user, { eventType: failureEventType, outcome: 'failure', reason: 'reauthentication_required', mfaMethod: proof.mfaMethod });
       throw new HttpError('reauthentication_required', {
         detail: `send current_password (or log in again: a login within ${REAUTH_MAX_AGE_SECONDS} s is enough)`,
       });
     }
     if (proof.password === undefined && !proof.checkCode) return null;
     if (proof.password !== undefined && Buffer.byteLength(proof.password) > PASSWORD_MAX_BYTES) {
-      await record(req, res, user, { eventType: proof.failureEventType, outcome: 'failure', reason: 'invalid_request', mfaMethod: proof.mfaMethod });
+      await record(req, res, user, { eventType: failureEventType, outcome: 'failure', reason: 'invalid_request', mfaMethod: proof.mfaMethod });
       throw invalidRequest('the current password is too long', { fields: ['current_password'] });
     }
     const attempt: Attempt = await startAttempt(lockout, req, res, {
       account: normalizeUsername(user.username),
       kind: 'reauthentication',
-      failureEventType: proof.failureEventType,
+      failureEventType,
       record: ({ outlivesRequest, ...event }: AttemptEvent) =>
         record(req, res, user, { ...event, mfaMethod: proof.mfaMethod }, outlivesRequest ? { signal: null } : undefined),
     });
@@ -110,10 +111,10 @@ export function accountRoutes(services: Services): Router {
   const startEnrollment: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
     const body = parseInput(enrollBody, req.body ?? {}, 'current_password, if sent, is a string');
-    const details = await prove(req, res, user, { failureEventType: 'mfa.enrollment_failed', password: body.current_password, passwordRequired: false, mfaMethod: 'totp' });
+    const details = await prove(req, res, user, { password: body.current_password, passwordRequired: false, mfaMethod: 'totp' });
     const started = await mfa.startEnrollment(user);
     if (started === 'already_enabled') {
-      await record(req, res, user, { eventType: 'mfa.enrollment_failed', outcome: 'failure', reason: 'mfa_already_enabled', mfaMethod: 'totp' });
+      await record(req, res, user, { eventType: failureEventTypeOf(req), outcome: 'failure', reason: 'mfa_already_enabled', mfaMethod: 'totp' });
       throw new HttpError('mfa_already_enabled', { detail: 'MFA is already enabled; disable it first' });
     }
     await record(req, res, user, { eventType: 'mfa.enrollment_started', outcome: 'success', mfaMethod: 'totp', details });
@@ -125,7 +126,6 @@ export function accountRoutes(services: Services): Router {
     const body = parseInput(otpBody, req.body, 'send otp, a code from the authenticator (and current_password unless you logged in within 5 minutes)');
     let codes: string[] = [];
     const details = await prove(req, res, user, {
-      failureEventType: 'mfa.enrollment_failed',
       password: body.current_password,
       passwordRequired: false,
       mfaMethod: 'totp',
@@ -144,7 +144,6 @@ export function accountRoutes(services: Services): Router {
     const user = await currentUser(services, res);
     const body = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator (and current_password unless you logged in within 5 minutes)');
     const details = await prove(req, res, user, {
-      failureEventType: 'mfa.disable_failed',
       password: body.current_password,
       passwordRequired: false,
       mfaMethod: 'totp',
@@ -161,7 +160,6 @@ export function accountRoutes(services: Services): Router {
     const user = await currentUser(services, res);
     const body = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator (and current_password unless you logged in within 5 minutes)');
     const details = await prove(req, res, user, {
-      failureEventType: 'mfa.recovery_codes_failed',
       password: body.current_password,
       passwordRequired: false,
       mfaMethod: 'totp',
@@ -175,10 +173,10 @@ export function accountRoutes(services: Services): Router {
   const changePassword: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
     const body = parseInput(passwordChangeBody, req.body, 'send current_password and new_password as strings');
-    const details = await prove(req, res, user, { failureEventType: 'user.password_change_failed', password: body.current_password, passwordRequired: true, mfaMethod: 'none' });
+    const details = await prove(req, res, user, { password: body.current_password, passwordRequired: true, mfaMethod: 'none' });
     const problem = passwordPolicyProblem(body.new_password, user.username, services.config.passwords.minLength);
     if (problem) {
-      await record(req, res, user, { eventType: 'user.password_change_failed', outcome: 'failure', reason: 'password_policy', details: { problem } });
+      await record(req, res, user, { eventType: failureEventTypeOf(req), outcome: 'failure', reason: 'password_policy', details: { problem } });
       throw invalidRequest(`the new password is ${problem.replaceAll('_', ' ')} (at least ${services.config.passwords.minLength} characters, not the username)`);
     }
     await services.users.updatePasswordHash(user.id, await services.passwords.hash(body.new_password));

@@ -11,6 +11,7 @@ import type { UserRow } from '../users/user-queries.js';
 import { normalizeUsername, usernameProblem } from '../users/usernames.js';
 import { attemptOf, releaseUnjudgedAttempt, startAttempt } from './attempt-guard.js';
 import { recordForRequest } from './audit-request.js';
+import { failureEventTypeOf } from './refusal-audit.js';
 import { clientInfo } from './client-info.js';
 import { HttpError, fieldsOf, invalidRequest } from './errors.js';
 import { jsonBody } from './json-body.js';
@@ -70,9 +71,9 @@ export function loginRoutes(services: Services): Router {
     );
   };
 
-  /** A refusal before any attempt began (malformed input): one `login.failed` record. */
+  /** A refusal before any attempt began (malformed input): one `login.failed` record (the route's failure event type). */
   const recordRefusal = (req: Request, res: Response, reason: AuditReason, details: Record<string, unknown> | null = null) =>
-    recordLogin(req, res, { eventType: 'login.failed', outcome: 'failure', reason, details });
+    recordLogin(req, res, { eventType: failureEventTypeOf(req), outcome: 'failure', reason, details });
 
   const validateLogin: RequestHandler = async (req, res, next) => {
     const parsed = loginBody.safeParse(req.body);
@@ -118,7 +119,7 @@ export function loginRoutes(services: Services): Router {
       // A spent or expired token still names its user: the refusal is found by the user's name.
       const owner = await mfa.challengeOwner(token);
       await recordForRequest(writer, req, res, {
-        eventType: 'login.failed',
+        eventType: failureEventTypeOf(req),
         outcome: 'failure',
         reason: 'invalid_mfa_token',
         username: owner?.username ?? null,
@@ -144,7 +145,7 @@ export function loginRoutes(services: Services): Router {
     await startAttempt(lockout, req, res, {
       account: stateOf(res).account,
       kind: 'login',
-      failureEventType: 'login.failed',
+      failureEventType: failureEventTypeOf(req),
       record: (event) => recordLogin(req, res, event),
     });
     next();

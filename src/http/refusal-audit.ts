@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler } from 'express';
+import type { ErrorRequestHandler, Request } from 'express';
 import { AuditUnavailableError } from '../audit/chain-writer.js';
 import type { AuditEventType, RefusalCode } from '../audit/vocabulary.js';
 import type { Services } from '../services.js';
@@ -27,6 +27,13 @@ export function refusalEventType(path: string): AuditEventType | undefined {
   const exact = AUTH_ROUTES.get(path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path);
   if (exact) return exact;
   return /^\/(me|mfa)(\/|$)/.test(path) ? 'auth.request_refused' : undefined;
+}
+
+/** The failure event type of the authentication route `req` is on; a programming error elsewhere. */
+export function failureEventTypeOf(req: Request): AuditEventType {
+  const eventType = refusalEventType(req.path);
+  if (!eventType) throw new Error(`${req.path} is not an authentication route`);
+  return eventType;
 }
 
 /**
