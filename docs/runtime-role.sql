@@ -16,6 +16,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_families, refresh_tokens TO auth
 -- DELETE on users only removes an account whose creation could not be recorded in the audit trail.
 GRANT DELETE ON users TO authtrail_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON recovery_codes, mfa_challenges TO authtrail_app;
+-- Followers of the log (alert engine, `npm run audit:forward`): leases and forward-only cursors.
+GRANT SELECT, INSERT, UPDATE ON audit_leases, audit_cursors TO authtrail_app;
 
 -- An external auditor's own read-only login: the log, its checkpoints, cosignatures and tiles,
 -- nothing else (no users, no sessions, no secrets). Create the role first, e.g.
