@@ -94,12 +94,13 @@ interface Pending {
 }
 
 /**
- * The writer's PostgreSQL sessions (runtime.ts opens its pool with these). Its transaction holds
- * the chain's advisory lock across a few client round trips, so a gateway that stops in the
- * middle of one (SIGSTOP, a frozen VM, a network partition) would hold every other gateway's
- * audit writes. PostgreSQL ends a session that stays idle inside its transaction for 2 s, which
- * rolls it back and frees the lock; a writer waits at most 3 s for the lock — longer than a
- * stopped holder can keep it, so waiting out a stopped peer succeeds rather than failing.
+ * The writer's PostgreSQL sessions (runtime.ts opens its pool with these). A batch usually appends
+ * in one statement the server commits on its own (migration 012), so a gateway that stops (SIGSTOP,
+ * a frozen VM, a network partition) cannot hold the chain's lock then. The slow path — after
+ * another process wrote — holds the lock across a few round trips; PostgreSQL ends a session that
+ * stays idle inside its transaction for 2 s, which rolls it back and frees the lock, and a writer
+ * waits at most 3 s for the lock — longer than a stopped holder can keep it, so waiting out a
+ * stopped peer succeeds rather than failing.
  */
 export const AUDIT_SESSION = { idleInTransactionTimeoutMs: 2000, lockTimeoutMs: 3000 } as const;
 
@@ -125,17 +126,12 @@ const APPEND_SQL = `WITH logged AS (INSERT INTO audit_log (${COLUMNS.join(', ')}
   ${upsertTilesSql(COLUMNS.length + 1)}`;
 
 /**
- * {@link APPEND_SQL} that stores nothing (and returns no row) unless the head is still (`$1`, `$2`),
- * where this writer left it: the statement starts after the lock is held, so it sees every commit
- * before, and the batch needs no round trip to read the head.
+ * The whole append as one autocommitted statement (migration 012's `audit_append`): the lock, the
+ * head check, the records, the tiles and the commit happen in the server without a round trip,
+ * so a stopped gateway can never hold the chain's lock. No row back means nothing was stored.
  */
-const GUARDED_APPEND_SQL = `WITH head AS (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1),
-  unchanged AS (SELECT 1 WHERE coalesce((SELECT seq FROM head), 0) = $1 AND coalesce((SELECT hash FROM head), $2) = $2),
-  logged AS (INSERT INTO audit_log (${COLUMNS.join(', ')}) SELECT r.* FROM ${unnestRecords(3)} AS r, unchanged)
-  INSERT INTO audit_tiles (level, idx, hashes)
-  SELECT t.* FROM unnest($${COLUMNS.length + 3}::smallint[], $${COLUMNS.length + 4}::bigint[], $${COLUMNS.length + 5}::bytea[]) AS t, unchanged
-  ON CONFLICT (level, idx) DO UPDATE SET hashes = audit_tiles.hashes || EXCLUDED.hashes
-  RETURNING level, idx, octet_length(hashes) AS n`;
+const CALL_APPEND_SQL = `SELECT tile_level AS level, tile_idx AS idx, tile_width AS n
+  FROM audit_append(${Array.from({ length: COLUMNS.length + 7 }, (_, i) => `$${i + 1}`).join(', ')})`;
 
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -143,18 +139,30 @@ function toBuffer(bytes: Uint8Array): Buffer {
 
 /** Reads the chain head; callers hold {@link AUDIT_CHAIN_LOCK} when they will append after it. */
 export async function readChainHead(db: Pick<Queryable, 'query'>): Promise<ChainHead> {
-  const { rows } = await db.query<{ seq: number; hash: Uint8Array }>(
-    'SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1',
-  );
-  const head = rows[0];
-  return head ? { seq: head.seq, hash: toBuffer(head.hash) } : { seq: 0, hash: GENESIS_HASH };
+  const { head } = await readHeadWithTime(db);
+  return head;
 }
 
-/** Where this writer left the log: its head and the tree's right edge, both as committed. */
+/** The head and its `occurred_at` (canonical text; '' for an empty log). */
+async function readHeadWithTime(db: Pick<Queryable, 'query'>): Promise<{ head: ChainHead; lastAt: string }> {
+  const { rows } = await db.query<{ seq: number; hash: Uint8Array; at: string }>(
+    `SELECT seq, hash, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
+       FROM audit_log ORDER BY seq DESC LIMIT 1`,
+  );
+  const head = rows[0];
+  return head ? { head: { seq: head.seq, hash: toBuffer(head.hash) }, lastAt: head.at } : { head: { seq: 0, hash: GENESIS_HASH }, lastAt: '' };
+}
+
+/** Where the log is (or will be, once the batches in flight commit): its head, the head's time and the tree's right edge. */
 interface WriterState {
   head: ChainHead;
+  /** `occurred_at` of the head: no record after it is stamped earlier. */
+  lastAt: string;
   edge: TreeEdge;
 }
+
+/** A batch's rows, hashes and tiles, computed after a given state. */
+type PreparedBatch = Awaited<ReturnType<typeof prepareBatch>>;
 
 /** The batch's rows (one array per column), what it commits, and its tiles, chained after `head`. */
 async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, state: WriterState) {
@@ -163,9 +171,14 @@ async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, st
   const committed: CommittedRecord[] = [];
   const leaves: Buffer[] = [];
   let { seq, hash: prev } = state.head;
+  let lastAt = state.lastAt;
   for (const partial of records) {
     seq += 1;
-    const record: ChainRecord = { ...partial, seq };
+    // Time never goes backwards along the chain, even across processes whose clocks differ a
+    // little: a record is stamped no earlier than the one before it (canonical times compare as text).
+    const occurredAt = partial.occurred_at < lastAt ? lastAt : partial.occurred_at;
+    lastAt = occurredAt;
+    const record: ChainRecord = { ...partial, seq, occurred_at: occurredAt };
     const { hash, leaf } = recordHashes(prev, record);
     leaves.push(leaf);
     const values = [
@@ -180,42 +193,40 @@ async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, st
     prev = hash;
   }
   const grown = await state.edge.append(leaves);
-  return { columns, committed, tiles: grown.tiles, next: { head: { seq, hash: prev }, edge: grown.edge } };
+  return { columns, committed, tiles: grown.tiles, next: { head: { seq, hash: prev }, lastAt, edge: grown.edge } };
 }
 
 /**
- * Appends a batch after the current head in one transaction, with its Merkle leaves: the advisory
- * lock serializes every writer of every gateway process on this database, so `seq` stays dense,
- * the chain never forks, and the tree (audit_tiles) always covers exactly the records committed.
- *
- * `cached` is where this writer left the log. When the head is still there (one statement checks
- * it and appends), a batch costs the lock and that one statement. Else (another process wrote,
- * or nothing is cached) the head and the tree's right edge are read under the lock, records that
- * have no leaf yet are hashed in first, and the batch is stored after them. Either way one
- * statement stores the records and appends to the tiles: the tree costs no extra round trip.
+ * Appends a batch after the head the writer expects, in one statement (see {@link CALL_APPEND_SQL}):
+ * the advisory lock serializes every writer of every gateway process on this database, so `seq`
+ * stays dense, the chain never forks, and the tree (audit_tiles) always covers exactly the records
+ * committed. Undefined when the head was elsewhere and nothing was stored.
  */
-async function appendBatch(
+async function appendAfter(db: Pick<Queryable, 'query'>, expected: WriterState, batch: PreparedBatch): Promise<WriterState | undefined> {
+  const { rows } = await db.query<{ level: number; idx: number; n: number }>(CALL_APPEND_SQL, [
+    ...AUDIT_CHAIN_LOCK, expected.head.seq, expected.head.hash, ...batch.columns, ...tileParams(expected.edge.size, batch.tiles),
+  ]);
+  if (rows.length === 0) return undefined;
+  checkTileWidths(batch.tiles, rows);
+  return batch.next;
+}
+
+/**
+ * Appends a batch where the log really is (another process wrote, a batch failed, or nothing is
+ * known yet): under the lock, in one transaction, the head and the tree's right edge are read,
+ * records that have no leaf yet are hashed in first, and the batch is computed after them.
+ */
+async function appendAtHead(
   tx: Queryable,
   records: ReadonlyArray<Omit<ChainRecord, 'seq'>>,
-  cached: WriterState | undefined,
+  known: WriterState | undefined,
 ): Promise<{ committed: CommittedRecord[]; state: WriterState }> {
   await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
-  if (cached) {
-    const batch = await prepareBatch(records, cached);
-    const { rows } = await tx.query<{ level: number; idx: number; n: number }>(GUARDED_APPEND_SQL, [
-      cached.head.seq, cached.head.hash, ...batch.columns, ...tileParams(cached.edge.size, batch.tiles),
-    ]);
-    if (rows.length > 0) {
-      checkTileWidths(batch.tiles, rows);
-      return { committed: batch.committed, state: batch.next };
-    }
-    // Nothing was stored: another process wrote since. Start again from what is there.
-  }
-  const head = await readChainHead(tx);
-  let edge = cached?.edge.size === head.seq ? cached.edge : await readTreeEdge(tx);
+  const { head, lastAt } = await readHeadWithTime(tx);
+  let edge = known?.edge.size === head.seq ? known.edge : await readTreeEdge(tx);
   if (edge.size > head.seq) throw new TreeCorruptError(`the Merkle tree covers ${edge.size} records but the log ends at ${head.seq}`);
   if (edge.size < head.seq) edge = await extendFromLog(tx, edge, head.seq);
-  const batch = await prepareBatch(records, { head, edge });
+  const batch = await prepareBatch(records, { head, lastAt, edge });
   const { rows } = await tx.query<{ level: number; idx: number; n: number }>(APPEND_SQL, [...batch.columns, ...tileParams(edge.size, batch.tiles)]);
   checkTileWidths(batch.tiles, rows);
   return { committed: batch.committed, state: batch.next };
@@ -232,7 +243,7 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   const listeners: Array<(head: ChainHead, batch: CommittedBatch) => void> = [];
   let draining: Promise<void> | undefined;
   let closed = false;
-  /** Where this writer left the log: head and the Merkle tree's right edge, as last committed (see appendBatch). */
+  /** Where this writer left the log: head, its time and the Merkle tree's right edge, as last committed. */
   let state: WriterState | undefined;
   const stats: ChainWriterStats = {
     queued: 0, committed: 0, batches: 0, lastBatchSize: 0, lastCommitMs: 0, lastError: undefined, closed: false,
@@ -241,9 +252,20 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   async function writeBatch(batch: Pending[]): Promise<void> {
     const started = performance.now();
     try {
-      const appended = await db.transaction((tx) => appendBatch(tx, batch.map((p) => p.record), state));
-      state = appended.state;
-      const committed = appended.committed;
+      const records = batch.map((p) => p.record);
+      const known = state;
+      const prepared = known ? await prepareBatch(records, known) : undefined;
+      let committed: CommittedRecord[];
+      const stored = known && prepared ? await appendAfter(db, known, prepared) : undefined;
+      if (stored && prepared) {
+        state = stored;
+        committed = prepared.committed;
+      } else {
+        // The log is not where this writer left it: start again from what is there.
+        const appended = await db.transaction((tx) => appendAtHead(tx, records, known));
+        state = appended.state;
+        committed = appended.committed;
+      }
       stats.committed += committed.length;
       stats.batches += 1;
       stats.lastBatchSize = committed.length;

@@ -95,4 +95,29 @@ describe('audit chain writer on PostgreSQL', () => {
     await writer.close();
     await assert.rejects(writer.recordEvent(sampleEvent(3)), { code: 'ERR_AUDIT_CLOSED' });
   });
+
+  it('when two writers\' clocks disagree by a second, then occurred_at still never decreases along seq, and the chain verifies', async () => {
+    const { rows: head } = await t.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log');
+    const from = head[0]!.n;
+    // The clocks of two gateway hosts: one a second behind the other, each monotonic on its own.
+    const clockAt = (offsetMs: number) => {
+      let us = 0;
+      return () => new Date(Date.now() + offsetMs).toISOString().replace('Z', `${String((us = (us + 1) % 1000)).padStart(3, '0')}Z`);
+    };
+    const ahead = createChainWriter(t.open(), { batchMax: 16, writeTimeoutMs: 10_000, clock: clockAt(0) });
+    const behind = createChainWriter(t.open(), { batchMax: 16, writeTimeoutMs: 10_000, clock: clockAt(-1000) });
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(Array.from({ length: 20 }, (_, i) => ahead.recordEvent(sampleEvent(i))));
+      await Promise.all(Array.from({ length: 20 }, (_, i) => behind.recordEvent(sampleEvent(i))));
+    }
+    await Promise.all([ahead.close(), behind.close()]);
+    const { rows } = await t.db.query<{ backwards: number; n: number }>(
+      `SELECT count(*) FILTER (WHERE occurred_at < prev_at)::int AS backwards, count(*)::int AS n
+         FROM (SELECT occurred_at, lag(occurred_at) OVER (ORDER BY seq) AS prev_at FROM audit_log WHERE seq > $1) s`,
+      [from],
+    );
+    assert.deepEqual(rows[0], { backwards: 0, n: 200 });
+    const result = await verifyChain(t.db, { trustedKeys: new Map() });
+    assert.equal(result.valid, true, JSON.stringify(result));
+  });
 });

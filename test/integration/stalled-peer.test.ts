@@ -64,10 +64,12 @@ function driveLoad(url: string, concurrency: number): { stop(): Promise<number> 
 /**
  * Stops `gw` (SIGSTOP) at a moment its audit writer holds the chain's advisory lock: polls the lock
  * while the gateway is busy writing, stops it, and keeps it stopped only if the lock is still held
- * by a session that is now idle in its transaction (that is, by the stopped process).
+ * by a session that is now idle in its transaction (that is, by the stopped process). Only the
+ * writer's slow path (the head moved: the other gateway wrote) holds the lock across round trips;
+ * its usual append is one statement the server commits on its own, so this may take many tries.
  */
 async function stopWhileHoldingChainLock(gw: RunningGateway, t: TestDatabase): Promise<number> {
-  const until = Date.now() + 20_000;
+  const until = Date.now() + 45_000;
   for (let tries = 1; Date.now() < until; tries++) {
     if (!(await chainLockHolder(t))) continue;
     gw.child.kill('SIGSTOP');
