@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { createChainWriter } from '../src/audit/chain-writer.js';
 import { verifyChain } from '../src/audit/verify-chain.js';
 import { verifyChainParallel } from '../src/audit/verify-parallel.js';
+import { verifyChainAndTree } from '../src/audit/verify-both.js';
 import { sampleEvent } from '../test/helpers/events.js';
 import { benchDatabase, fmt, rate } from './lib.js';
 
@@ -38,7 +39,7 @@ export async function benchAudit(): Promise<void> {
     const stats = writer.stats();
     console.log(`plain autocommit INSERT      ${fmt(plain).padStart(9)} rows/s`);
     console.log(`recordEvent (group commit)   ${fmt(chained).padStart(9)} rows/s   mean batch ${(stats.committed / stats.batches).toFixed(1)}`);
-    console.log(`ratio chained / plain        ${(chained / plain).toFixed(2)}x   (target >= 1.5x)`);
+    console.log(`ratio chained / plain        ${(chained / plain).toFixed(2)}x   (target >= 2.0x, with the Merkle tree maintained)`);
 
     // Grow the chain, then time a full verification.
     const { rows } = await chainDb.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log');
@@ -50,6 +51,10 @@ export async function benchAudit(): Promise<void> {
     }
     await writer.close();
     const verifiers = {
+      'chain and tree, 1 thread    ': async () => {
+        const { chain, tree } = await verifyChainAndTree(chainDb, { trustedKeys: new Map() });
+        return { ...chain, valid: chain.valid && tree.valid };
+      },
       'full verification, 1 thread ': () => verifyChain(chainDb, { trustedKeys: new Map() }),
       'full verification, parallel ': () => verifyChainParallel(chainDb, { trustedKeys: new Map(), url: bench.url }),
     };

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Queryable } from '../db/database.js';
 import { normalizeUsername } from '../users/usernames.js';
-import { GENESIS_HASH, chainHash, type ChainRecord } from './canonical.js';
+import { GENESIS_HASH, chainHash, recordHashes, type ChainRecord } from './canonical.js';
 import { createSignatureChecker, readCheckpointFile, streamCheckpointTable, type Checkpoint, type SignatureChecker } from './checkpoints.js';
 import { sqlTimestamp } from './clock.js';
 
@@ -190,8 +190,11 @@ interface Walk {
 /** The account key of a stored username, as the chain writer derives it. */
 const accountOf = (username: string | null): string | null => (username === null ? null : normalizeUsername(username));
 
-/** Checks one row against its predecessor and any signed checkpoint; advances the walk when it is sound. */
-function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffer>): Finding | undefined {
+/**
+ * Checks one row against its predecessor and any signed checkpoint; advances the walk when it is
+ * sound. With `leaves`, the row's Merkle leaf hash, computed from the same encoding, is added to it.
+ */
+function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffer>, leaves?: Buffer[]): Finding | undefined {
   const storedPrev = asBuffer(row.prev_hash);
   const storedHash = asBuffer(row.hash);
   if (row.seq !== walk.expected) {
@@ -206,7 +209,16 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
   if (row.ip?.includes('/')) {
     return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} stores the network ${row.ip}, but a host address was hashed` };
   }
-  if (!chainHash(walk.prevHash, row).equals(storedHash)) {
+  let hash: Buffer;
+  if (leaves) {
+    const both = recordHashes(walk.prevHash, row);
+    hash = both.hash;
+    leaves.push(both.leaf);
+  } else {
+    hash = chainHash(walk.prevHash, row);
+  }
+  if (!hash.equals(storedHash)) {
+    leaves?.pop();
     return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} does not hash to its stored hash` };
   }
   const signed = trusted.get(row.seq);
@@ -267,7 +279,15 @@ export interface RangeOutcome {
  */
 export async function walkRange(
   db: Pick<Queryable, 'query'>,
-  range: { start: WalkStart; endSeq?: number | undefined; trusted: ReadonlyMap<number, Buffer>; batchSize?: number | undefined; slicer?: TimeSlicer | undefined },
+  range: {
+    start: WalkStart;
+    endSeq?: number | undefined;
+    trusted: ReadonlyMap<number, Buffer>;
+    batchSize?: number | undefined;
+    slicer?: TimeSlicer | undefined;
+    /** Given each page's Merkle leaves (of the records that checked out), so the tree is verified from the same read. */
+    onLeaves?: ((leaves: Buffer[]) => Promise<void>) | undefined;
+  },
 ): Promise<RangeOutcome> {
   const slicer = range.slicer ?? new TimeSlicer();
   const { start } = range;
@@ -284,12 +304,15 @@ export async function walkRange(
   let broken: Finding | undefined;
   const endSeq = range.endSeq ?? Number.MAX_SAFE_INTEGER;
   pages: for await (const page of streamPages(db, start.seq, range.batchSize ?? 5000)) {
+    const leaves: Buffer[] | undefined = range.onLeaves ? [] : undefined;
     for (const row of page) {
       if (slicer.due()) await slicer.pause();
-      if (row.seq > endSeq) break pages;
-      broken = checkRow(walk, row, range.trusted);
-      if (broken) break pages;
+      if (row.seq > endSeq) break;
+      broken = checkRow(walk, row, range.trusted, leaves);
+      if (broken) break;
     }
+    if (leaves && leaves.length > 0) await range.onLeaves!(leaves);
+    if (broken || (page.length > 0 && page[page.length - 1]!.seq > endSeq)) break pages;
   }
   if (!broken && range.endSeq !== undefined && walk.expected <= range.endSeq) {
     broken = { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found none up to ${range.endSeq}` };

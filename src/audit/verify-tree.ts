@@ -56,6 +56,23 @@ class TileCursor {
   }
 }
 
+/** The leaf hashes of the records 1..`size`, read a page at a time; ends early at a gap in seq. */
+async function* storedLeaves(db: Pick<Queryable, 'query'>, size: number, pageSize: number, slicer: TimeSlicer): AsyncGenerator<Buffer[]> {
+  let walked = 0;
+  while (walked < size) {
+    const { rows } = await db.query<ChainRecord>(CANONICAL_SELECT, [walked, Math.min(pageSize, size - walked)]);
+    const leaves: Buffer[] = [];
+    for (const row of rows) {
+      if (slicer.due()) await slicer.pause();
+      if (row.seq !== walked + 1) break;
+      leaves.push(recordLeafHash(row));
+      walked += 1;
+    }
+    if (leaves.length > 0) yield leaves;
+    if (leaves.length < rows.length || rows.length === 0) return;
+  }
+}
+
 /** The first leaf (as a seq) under hash `position` of tile (level, index). */
 const seqOf = (level: number, index: number, position: number): number => (index * TILE_WIDTH + position) * TILE_WIDTH ** level + 1;
 
@@ -67,7 +84,16 @@ const seqOf = (level: number, index: number, position: number): number => (index
  */
 export async function verifyTree(
   db: Pick<Queryable, 'query'>,
-  options: { roots: ReadonlyMap<number, Buffer>; batchSize?: number; slicer?: TimeSlicer },
+  options: {
+    roots: ReadonlyMap<number, Buffer>;
+    batchSize?: number;
+    slicer?: TimeSlicer;
+    /**
+     * The records' leaf hashes in seq order from 1, a page at a time, instead of reading the
+     * records again ({@link verifyChainAndTree} feeds them from the chain walk); ends early at a gap.
+     */
+    leaves?: AsyncIterable<Buffer[]>;
+  },
 ): Promise<TreeResult> {
   const pageSize = options.batchSize ?? 5000;
   const slicer = options.slicer ?? new TimeSlicer();
@@ -118,20 +144,13 @@ export async function verifyTree(
     }
   };
 
-  // Walk the records up to the stored tree's size, cutting at each checkpoint size.
+  // Walk the leaves up to the stored tree's size, cutting at each checkpoint size.
   let walked = 0;
-  let gap = false;
-  while (walked < storedSize && !gap) {
-    const { rows } = await db.query<ChainRecord>(CANONICAL_SELECT, [walked, Math.min(pageSize, storedSize - walked)]);
-    if (rows.length === 0) break;
+  for await (const page of options.leaves ?? storedLeaves(db, storedSize, pageSize, slicer)) {
     let leaves: Buffer[] = [];
-    for (const row of rows) {
-      if (slicer.due()) await slicer.pause();
-      if (row.seq !== walked + 1) {
-        gap = true;
-        break;
-      }
-      leaves.push(recordLeafHash(row));
+    for (const leaf of page) {
+      if (walked === storedSize) break;
+      leaves.push(leaf);
       walked += 1;
       if (walked === checkpointSizes[nextCheckpoint]) {
         await grow(leaves);
@@ -139,6 +158,7 @@ export async function verifyTree(
       }
     }
     if (leaves.length > 0) await grow(leaves);
+    if (walked === storedSize) break;
   }
 
   if (walked < storedSize) {
