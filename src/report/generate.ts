@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createChainWriter, type CommittedRecord } from '../audit/chain-writer.js';
 import type { SigningKey } from '../audit/checkpoints.js';
+import { formatMicros } from '../audit/clock.js';
 import type { Database } from '../db/database.js';
 import { collectActivity, normalizePeriod } from './collect.js';
 import { collectIntegrity } from './integrity.js';
@@ -81,7 +82,7 @@ export async function generateReport(options: GenerateOptions): Promise<{ data: 
   const data: ReportData = {
     format: REPORT_FORMAT,
     log_origin: options.origin,
-    generated_at: new Date().toISOString(),
+    generated_at: formatMicros(BigInt(Date.now()) * 1000n),
     ...activity,
     integrity,
     recorded_as: { seq: recorded.seq, event_id: recorded.eventId, occurred_at: recorded.occurredAt },

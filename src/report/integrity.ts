@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { checkCheckpointSignature, streamCheckpointTable, type Checkpoint } from '../audit/checkpoints.js';
-import { sqlTimestamp } from '../audit/clock.js';
+import { formatMicros, sqlTimestamp } from '../audit/clock.js';
 import { cosignatureTime } from '../audit/note.js';
 import { loadCheckpoints, verifyChain } from '../audit/verify-chain.js';
 import { verifyExportFile } from '../audit/verify-export.js';
@@ -31,7 +31,7 @@ export interface IntegrityOptions {
 const defined = <T extends object>(value: T): T => Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 
 export async function collectIntegrity(db: Pick<Queryable, 'query'>, options: IntegrityOptions): Promise<Integrity> {
-  const verifiedAt = new Date().toISOString();
+  const verifiedAt = formatMicros(BigInt(Date.now()) * 1000n);
   const verifyOptions = { trustedKeys: options.trustedKeys, origin: options.origin, checkpointFile: options.checkpointFiles };
   const checkpoints = await loadCheckpoints(db, verifyOptions);
   const chain = options.url
@@ -126,7 +126,8 @@ async function withCosignatures(
       witness: r.witness,
       key_id: r.key_id,
       line: r.line,
-      cosigned_at: time === undefined ? null : new Date(time * 1000).toISOString(),
+      // Unverified and chosen by the witness: a time no Date can hold is shown as none.
+      cosigned_at: time === undefined || time > 8.64e12 ? null : new Date(time * 1000).toISOString(),
       received_at: r.received_at,
     });
   }

@@ -36,10 +36,13 @@ function table(headers: readonly string[], rows: readonly HtmlValue[][], options
 <tbody>${rows.map((row) => html`<tr>${row.map((cell, i) => (numeric.has(i) ? html`<td class="n">${cell}</td>` : html`<td>${cell}</td>`))}</tr>\n`)}</tbody></table>`;
 }
 
-function listingNote<T>(listing: Listing<T>): SafeHtml {
+/** `n` and the noun, plural unless n is 1. */
+const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
+function listingNote<T>(listing: Listing<T>, noun = 'record'): SafeHtml {
   return listing.truncated
-    ? html`<p>${listing.count} records; the first ${listing.rows.length} by seq are listed (<code>--max-rows</code>).</p>`
-    : html`<p>${listing.count} record${listing.count === 1 ? '' : 's'}.</p>`;
+    ? html`<p>${count(listing.count, noun)}; the first ${listing.rows.length} by seq are listed (<code>--max-rows</code>).</p>`
+    : html`<p>${count(listing.count, noun)}.</p>`;
 }
 
 const actor = (row: Actor): HtmlValue =>
@@ -62,10 +65,10 @@ function verificationRows(data: ReportData): HtmlValue[][] {
   const problem = (p: { valid: boolean; first_invalid_seq?: number; problem?: string; detail?: string }): HtmlValue =>
     p.valid ? 'intact' : html`<strong>NOT INTACT</strong> at seq ${dash(p.first_invalid_seq)}: ${dash(p.problem)} — ${dash(p.detail)}`;
   return [
-    ['hash chain', problem(chain), `${chain.checked} records recomputed, head seq ${chain.head_seq}, ${chain.checkpoints_checked} signed checkpoints matched`],
-    ['Merkle tree', problem(tree), `${tree.tree_size} leaves, ${tree.tiles_checked} tiles and ${tree.roots_checked} checkpoint roots recomputed; root ${tree.root ?? '—'}`],
+    ['hash chain', problem(chain), `${count(chain.checked, 'record')} recomputed, head seq ${chain.head_seq}, ${count(chain.checkpoints_checked, 'signed checkpoint')} matched`],
+    ['Merkle tree', problem(tree), `${tree.tree_size} ${tree.tree_size === 1 ? 'leaf' : 'leaves'}, ${count(tree.tiles_checked, 'tile')} and ${count(tree.roots_checked, 'checkpoint root')} recomputed; root ${tree.root ?? '—'}`],
     file
-      ? ['checkpoint export file', problem(file), `${file.lines} lines (${file.chained_lines} chained): ${file.files.join(', ')}`]
+      ? ['checkpoint export file', problem(file), `${count(file.lines, 'line')} (${file.chained_lines} chained): ${file.files.join(', ')}`]
       : ['checkpoint export file', 'not checked', 'no export file was given'],
   ];
 }
@@ -92,7 +95,7 @@ export function renderHtml(data: ReportData): string {
 </dl>
 <div class="verdict ${ig.valid ? 'ok' : 'bad'}">${
     ig.valid
-      ? html`Log verified intact at ${ig.verified_at}: ${ig.chain.checked} records, ${ig.chain.checkpoints_checked} signed checkpoints.`
+      ? html`Log verified intact at ${ig.verified_at}: ${count(ig.chain.checked, 'record')}, ${count(ig.chain.checkpoints_checked, 'signed checkpoint')}.`
       : html`The log FAILED verification at ${ig.verified_at}; see "Integrity evidence".`
   } ${ig.covering_checkpoint ? html`The period is covered by the signed checkpoint of tree size ${ig.covering_checkpoint.tree_size}.` : html`No signed checkpoint covers the end of the period yet.`}</div>
 
@@ -152,8 +155,9 @@ ${
 <pre>${ig.covering_checkpoint.note ?? ''}${ig.covering_checkpoint.cosignatures.map((c) => `${c.line}\n`)}</pre>`
       : html`<p class="none">none yet: no signed checkpoint of a tree of ${data.records.head_seq_at_end} or more records</p>`
   }
-<h3>Checkpoints signed during the period</h3>
-${listingNote({ ...ig.checkpoints_in_period, rows: ig.checkpoints_in_period.rows })}
+<h3>Checkpoints inside the period</h3>
+<p>Signed checkpoints of tree sizes from the period's first record up to the covering one.</p>
+${listingNote(ig.checkpoints_in_period, 'checkpoint')}
 ${table(['tree size', 'root (base64)', 'signed at (UTC)', 'signature', 'witness cosignatures'], checkpointRows(ig.checkpoints_in_period.rows), { numeric: [0] })}
 
 <h2>This report</h2>
