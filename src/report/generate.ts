@@ -105,6 +105,11 @@ async function recordRead(db: Database, period: { from: string; to: string }, re
       { eventType: 'audit.queried', outcome: 'success', details: { resource: 'report', via: 'cli', filters: { from: period.from, to: period.to }, returned } },
       { signal: null },
     );
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code;
+    throw new ReportInputError(
+      `the report's read could not be recorded in the audit log, so no report was written (the database login needs INSERT on audit_log and audit_tiles)${cause ? `: SQLSTATE ${cause}` : ''}`,
+    );
   } finally {
     await writer.close();
   }

@@ -22,7 +22,7 @@ import type { ReportData } from '../../src/report/model.js';
 import { normalizeUsername } from '../../src/users/usernames.js';
 import { chainTail } from '../helpers/chain-fixture.js';
 import { sampleEvent } from '../helpers/events.js';
-import { asSuperuser } from '../helpers/postgres.js';
+import { adminQuery, asSuperuser, urlFor } from '../helpers/postgres.js';
 import { runTs } from '../helpers/processes.js';
 import { createTestGateway, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
 import { checkpointNow } from '../helpers/transparency.js';
@@ -391,6 +391,25 @@ describe('npm run audit:report on PostgreSQL: a period of real gateway traffic',
     const html = fs.readFileSync(path.join(dir, 'report.html'), 'utf8');
     assert.ok(!html.includes(XSS_USERNAME) && !html.includes('never shown'));
     assert.match(html, /3 records; the first 1 by seq are listed/);
+  });
+
+  it('when the database login may only read the log (an auditor\'s), then the read cannot be recorded, no file is written, and it exits 2', async () => {
+    const role = `authtrail_report_ro_${crypto.randomBytes(4).toString('hex')}`;
+    await adminQuery(`CREATE ROLE ${role} LOGIN`);
+    try {
+      await adminQuery(`GRANT CONNECT ON DATABASE ${gw.t.name} TO ${role}`);
+      await adminQuery(`GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT ON audit_log, audit_checkpoints, audit_tiles, audit_cosignatures TO ${role}`, [], gw.t.name);
+      const before = (await chainTail(gw.t.db)).seq;
+      const dir = path.join(work, 'read-only');
+      const run = await cli(['--from', period.from, '--to', period.to, '--out', dir, '--database-url', urlFor(gw.t.name, { user: role }), '--key', gw.setup.env.AUDIT_SIGNING_KEY_FILE!]);
+      assert.equal(run.code, 2);
+      assert.match(run.stderr, /could not be recorded in the audit log, so no report was written .*SQLSTATE 42501/);
+      assert.deepEqual(fs.readdirSync(dir), [], 'no file, not even a partial one');
+      assert.equal((await chainTail(gw.t.db)).seq, before);
+    } finally {
+      await adminQuery(`DROP OWNED BY ${role}`, [], gw.t.name);
+      await adminQuery(`DROP ROLE ${role}`);
+    }
   });
 
   it('when a record of the period was edited in the database, then the report is still written, says so, and exits 1', async () => {
