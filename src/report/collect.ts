@@ -81,55 +81,54 @@ export async function collectActivity(db: Pick<Queryable, 'query'>, period: { fr
   const listed = <T>(sql: string, types: readonly string[]): Rows<T> =>
     db.query<T>(`${sql} WHERE ${WINDOW} AND event_type = ANY($3::text[]) ORDER BY seq LIMIT $4`, [...base, types, maxRows]);
 
-  const [totals, byType, mfa, reasons, started, cleared, changes, reads, alerts, head] = await Promise.all([
-    db.query<{ count: number; first_seq: number | null; last_seq: number | null }>(
-      `SELECT count(*)::int AS count, min(seq) AS first_seq, max(seq) AS last_seq FROM audit_log WHERE ${WINDOW}`,
-      base,
-    ),
-    db.query<EventCount>(
-      `SELECT event_type, count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure,
-              count(*)::int AS total
-         FROM audit_log WHERE ${WINDOW} GROUP BY event_type ORDER BY event_type`,
-      base,
-    ),
-    db.query<{ mfa_method: string | null; success: number; failure: number }>(
-      `SELECT mfa_method, count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure
-         FROM audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) GROUP BY mfa_method ORDER BY mfa_method NULLS FIRST`,
-      [...base, LOGIN_EVENT_TYPES],
-    ),
-    db.query<{ reason: string | null; count: number }>(
-      `SELECT reason, count(*)::int AS count FROM audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) AND outcome = 'failure'
-        GROUP BY reason ORDER BY count DESC, reason NULLS FIRST`,
-      [...base, LOGIN_EVENT_TYPES],
-    ),
-    listed<LockoutStarted>(
-      `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, username, host(ip) AS ip, ${detail('failures')} AS failures,
-              ${detail('lock_count')} AS lock_count, ${detail('locked_until')} AS locked_until FROM audit_log`,
-      ['lockout.started'],
-    ),
-    listed<Omit<LockoutCleared, 'actor'>>(
-      `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, username, actor_id::text AS actor_id, ${detail('was_locked')} AS was_locked,
-              ${detail('via')} AS via FROM audit_log`,
-      ['lockout.cleared'],
-    ),
-    listed<Omit<UserChange, 'actor' | 'roles' | 'roles_from' | 'roles_to'> & { roles: string | null; roles_from: string | null; roles_to: string | null }>(
-      `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, username, user_id::text AS user_id, reason,
-              actor_id::text AS actor_id, ${detail('via')} AS via, (details->'roles')::text AS roles, (details->'from')::text AS roles_from,
-              (details->'to')::text AS roles_to FROM audit_log`,
-      USER_CHANGE_EVENT_TYPES,
-    ),
-    listed<Omit<LogRead, 'actor'>>(
-      `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, actor_id::text AS actor_id, host(ip) AS ip,
-              ${detail('resource')} AS resource, (details->'filters')::text AS filters,
-              coalesce(${detail('returned')}, ${detail('rows')}, ${detail('records')}) AS returned, ${detail('via')} AS via FROM audit_log`,
-      LOG_READ_EVENT_TYPES,
-    ),
-    listed<Alert>(
-      `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, outcome, reason, username, host(ip) AS ip FROM audit_log`,
-      [ALERT_EVENT_TYPE],
-    ),
-    db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM audit_log WHERE occurred_at < $1::timestamptz', [period.to]),
-  ]);
+  // One after another: inside the snapshot's transaction they share one connection anyway.
+  const totals = await db.query<{ count: number; first_seq: number | null; last_seq: number | null }>(
+    `SELECT count(*)::int AS count, min(seq) AS first_seq, max(seq) AS last_seq FROM audit_log WHERE ${WINDOW}`,
+    base,
+  );
+  const byType = await db.query<EventCount>(
+    `SELECT event_type, count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure,
+            count(*)::int AS total
+       FROM audit_log WHERE ${WINDOW} GROUP BY event_type ORDER BY event_type`,
+    base,
+  );
+  const mfa = await db.query<{ mfa_method: string | null; success: number; failure: number }>(
+    `SELECT mfa_method, count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure
+       FROM audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) GROUP BY mfa_method ORDER BY mfa_method NULLS FIRST`,
+    [...base, LOGIN_EVENT_TYPES],
+  );
+  const reasons = await db.query<{ reason: string | null; count: number }>(
+    `SELECT reason, count(*)::int AS count FROM audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) AND outcome = 'failure'
+      GROUP BY reason ORDER BY count DESC, reason NULLS FIRST`,
+    [...base, LOGIN_EVENT_TYPES],
+  );
+  const started = await listed<LockoutStarted>(
+    `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, username, host(ip) AS ip, ${detail('failures')} AS failures,
+            ${detail('lock_count')} AS lock_count, ${detail('locked_until')} AS locked_until FROM audit_log`,
+    ['lockout.started'],
+  );
+  const cleared = await listed<Omit<LockoutCleared, 'actor'>>(
+    `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, username, actor_id::text AS actor_id, ${detail('was_locked')} AS was_locked,
+            ${detail('via')} AS via FROM audit_log`,
+    ['lockout.cleared'],
+  );
+  const changes = await listed<Omit<UserChange, 'actor' | 'roles' | 'roles_from' | 'roles_to'> & { roles: string | null; roles_from: string | null; roles_to: string | null }>(
+    `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, username, user_id::text AS user_id, reason,
+            actor_id::text AS actor_id, ${detail('via')} AS via, (details->'roles')::text AS roles, (details->'from')::text AS roles_from,
+            (details->'to')::text AS roles_to FROM audit_log`,
+    USER_CHANGE_EVENT_TYPES,
+  );
+  const reads = await listed<Omit<LogRead, 'actor'>>(
+    `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, actor_id::text AS actor_id, host(ip) AS ip,
+            ${detail('resource')} AS resource, (details->'filters')::text AS filters,
+            coalesce(${detail('returned')}, ${detail('rows')}, ${detail('records')}) AS returned, ${detail('via')} AS via FROM audit_log`,
+    LOG_READ_EVENT_TYPES,
+  );
+  const alerts = await listed<Alert>(
+    `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, outcome, reason, username, host(ip) AS ip FROM audit_log`,
+    [ALERT_EVENT_TYPE],
+  );
+  const head = await db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM audit_log WHERE occurred_at < $1::timestamptz', [period.to]);
 
   const actorIds = [...new Set([...cleared.rows, ...changes.rows, ...reads.rows].map((r) => r.actor_id).filter((id): id is string => id !== null))];
   const names = await actorNames(db, actorIds);

@@ -191,6 +191,7 @@ describe('npm run audit:report on PostgreSQL: a period of real gateway traffic',
 
   it('when a report is generated for the period, then it exits 0 and every count equals the traffic the test made', () => {
     assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '', 'no warning, no error');
     assert.match(result.stdout, /report written to .*: \d+ records/);
     const data = readReport(out);
     assert.equal(data.format, 'authtrail-audit-report/v1');
