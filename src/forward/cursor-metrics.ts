@@ -8,12 +8,16 @@ import type { Queryable } from '../db/database.js';
  * where each sink has got to, whichever forwarder is active. Two small queries, run at most once
  * per `cacheMs` however often Prometheus scrapes.
  */
-export function registerForwardCursorGauges(registry: Registry, db: Pick<Queryable, 'query'>, cacheMs: number): void {
+export function registerForwardCursorGauges(registry: Registry, db: Pick<Queryable, 'query'>, cacheMs: number, knownSinks: readonly string[] = []): void {
   let cached: { at: number; value: Promise<{ head: number; cursors: Map<string, number> }> } | undefined;
   const read = () => {
     const now = Date.now();
     if (!cached || now - cached.at >= cacheMs) {
-      const value = Promise.all([readHeadSeq(db), readCursors(db, 'forward:')]).then(([head, cursors]) => ({ head, cursors }));
+      const value = Promise.all([readHeadSeq(db), readCursors(db, 'forward:')]).then(([head, cursors]) => {
+        // A configured sink that has delivered nothing yet has no row: its cursor is 0.
+        for (const sink of knownSinks) if (!cursors.has(`forward:${sink}`)) cursors.set(`forward:${sink}`, 0);
+        return { head, cursors };
+      });
       cached = { at: now, value };
       // A failed read is not kept: the next scrape tries again.
       value.catch(() => {

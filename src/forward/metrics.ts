@@ -19,7 +19,7 @@ export interface ForwarderMetrics {
 export function createForwarderMetrics(db: Pick<Queryable, 'query'>, sinks: readonly string[]): ForwarderMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'authtrail_forwarder_' });
-  registerForwardCursorGauges(registry, db, 1000);
+  registerForwardCursorGauges(registry, db, 1000, sinks);
   const leading = new Gauge({ name: 'authtrail_forwarder_leading', help: '1 while this process is the active forwarder of the cluster (holds the forwarder lease).', registers: [registry] });
   const delivered = new Counter({ name: 'authtrail_forward_delivered_total', help: 'Records delivered to the sink by this process (resends after a failure count again).', labelNames: ['sink'] as const, registers: [registry] });
   const failures = new Counter({ name: 'authtrail_forward_failures_total', help: 'Failed deliveries to the sink (each is retried).', labelNames: ['sink'] as const, registers: [registry] });

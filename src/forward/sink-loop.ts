@@ -81,7 +81,14 @@ async function pass(o: SinkLoopOptions, cursor: string): Promise<void> {
   let next = readRecordsAfter(o.db, at, o.pageSize);
   try {
     while (!o.signal.aborted) {
-      const records = await next;
+      let records: StoredRecord[];
+      try {
+        records = await next;
+      } catch (err) {
+        // The read failed (a gap, the database away): what is already on its way still counts.
+        while (inflight.length > 0) await settleOldest();
+        throw err;
+      }
       if (records.length === 0) {
         while (inflight.length > 0) await settleOldest();
         await sleep(o.idleMs, o.signal);

@@ -89,7 +89,7 @@ export function createSyslogSink(config: SyslogSinkConfig, defaults: { hostname:
         s.setNoDelay(true);
         s.setKeepAlive(true, 10_000);
         s.off('error', onConnectError);
-        s.on('error', (err) => broken(s, new SinkError(`syslog connection failed: ${err.message}`, { cause: err })));
+        s.on('error', (err: Error) => broken(s, new SinkError(`syslog connection failed: ${err.message}`, { cause: err })));
         s.on('close', () => broken(s, new SinkError('syslog server closed the connection')));
         // The server never speaks in syslog over TCP; anything it sends is read and ignored.
         s.on('data', () => {});

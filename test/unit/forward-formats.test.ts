@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test } from 'node:test';
+
+/** A formatted JSON document, read by path in the assertions (their shape is what is checked). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Doc = Record<string, any>;
 import type { StoredRecord } from '../../src/audit/follow.js';
 import { AUDIT_EVENT_TYPES } from '../../src/audit/vocabulary.js';
 import { cefHeader, cefValue, toCef } from '../../src/forward/formats/cef.js';
@@ -189,7 +193,7 @@ test('CEF: hostile values cannot end a header field, forge an extension key or b
 });
 
 test('ECS: category, kind, action, outcome, id and sequence, the source and the user', () => {
-  const login = toEcs(viewOf(record('login.failed', 3, { outcome: 'failure', reason: 'wrong_password' })), CTX) as Record<string, any>;
+  const login = toEcs(viewOf(record('login.failed', 3, { outcome: 'failure', reason: 'wrong_password' })), CTX) as Doc;
   assert.deepEqual(login.event.category, ['authentication']);
   assert.equal(login.event.kind, 'event');
   assert.equal(login.event.action, 'login.failed');
@@ -200,12 +204,12 @@ test('ECS: category, kind, action, outcome, id and sequence, the source and the 
   assert.equal(login.source.ip, '192.0.2.1');
   assert.equal(login.user.name, 'alice@example.com');
   assert.equal(login.user_agent.original, 'curl/8.5.0');
-  const change = toEcs(viewOf(record('user.disabled', 4, { actor_id: '11111111-2222-4333-8444-555555555555' })), CTX) as Record<string, any>;
+  const change = toEcs(viewOf(record('user.disabled', 4, { actor_id: '11111111-2222-4333-8444-555555555555' })), CTX) as Doc;
   assert.deepEqual(change.event.category, ['iam']);
   assert.equal(change.user.id, '11111111-2222-4333-8444-555555555555', 'the admin who acted');
   assert.equal(change.user.target.name, 'alice@example.com', 'the account acted on');
-  assert.equal((toEcs(viewOf(record('alert.raised', 5)), CTX) as Record<string, any>).event.kind, 'alert');
-  assert.equal((toEcs(viewOf(record('future.event', 5, { outcome: 'odd' })), CTX) as Record<string, any>).event.outcome, 'unknown');
+  assert.equal((toEcs(viewOf(record('alert.raised', 5)), CTX) as Doc).event.kind, 'alert');
+  assert.equal((toEcs(viewOf(record('future.event', 5, { outcome: 'odd' })), CTX) as Doc).event.outcome, 'unknown');
 });
 
 test('native: the record as the API returns it, details parsed, nothing else', () => {

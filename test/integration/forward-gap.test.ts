@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import request from 'supertest';
+import { createChainWriter } from '../../src/audit/chain-writer.js';
+import { readCursor, type StoredRecord } from '../../src/audit/follow.js';
+import { createLogger } from '../../src/logger.js';
+import { runForwarder } from '../../src/forward/forwarder.js';
+import { createForwarderMetrics } from '../../src/forward/metrics.js';
+import { parseSinks } from '../../src/forward/sinks-file.js';
+import { createSyslogSink } from '../../src/forward/syslog.js';
+import { sampleEvent } from '../helpers/events.js';
+import { startCollector, type HttpCollector } from '../helpers/http-sink.js';
+import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { requireRsyslog, startRsyslog, type Rsyslog } from '../helpers/rsyslog.js';
+import { createTestGateway } from '../helpers/test-gateway.js';
+
+/**
+ * What the forwarder does when records left the database (were archived) before a sink got
+ * them: it stops that sink at the gap and says so, never skipping silently, unless the operator
+ * accepted the gap for that sink. Also: the gateway's own /metrics shows each sink's cursor and
+ * lag, and a TLS syslog sink refuses a server whose certificate does not chain to its `ca_file`.
+ */
+
+let t: TestDatabase;
+let hook: HttpCollector;
+let dir: string;
+let rsyslog: Rsyslog;
+
+before(async () => {
+  requireRsyslog();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'authtrail-forward-gap-'));
+  t = await createTestDatabase();
+  const writer = createChainWriter(t.db, { batchMax: 64, writeTimeoutMs: 10_000 });
+  await Promise.all(Array.from({ length: 40 }, (_, i) => writer.recordEvent(sampleEvent(i))));
+  await writer.close();
+  [hook, rsyslog] = await Promise.all([startCollector({ mode: 'webhook' }), startRsyslog(path.join(dir, 'rsyslog'))]);
+});
+
+after(async () => {
+  await Promise.all([hook?.stop(), rsyslog?.stop()]);
+  await t?.drop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs the forwarder in this process until `done` holds, then stops it. */
+async function forwardUntil(acceptGap: boolean, done: () => Promise<boolean>): Promise<ReturnType<typeof createForwarderMetrics>> {
+  const sinks = parseSinks([{ name: 'hook', type: 'http', mode: 'webhook', url: hook.url, format: 'native', batch_size: 10, retry: { initial_ms: 20, max_ms: 100 } }], 'sinks.json', {});
+  const metrics = createForwarderMetrics(t.db, ['hook']);
+  const stop = new AbortController();
+  const running = runForwarder({
+    db: t.db,
+    sinks,
+    holder: 'test',
+    leaseTtlMs: 3000,
+    idleMs: 20,
+    acceptGap: new Set(acceptGap ? ['hook'] : []),
+    context: { hostname: 'test', version: '0' },
+    logger: createLogger('silent'),
+    metrics,
+    signal: stop.signal,
+  });
+  const started = Date.now();
+  while (!(await done())) {
+    if (Date.now() - started > 10_000) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  stop.abort();
+  await running;
+  return metrics;
+}
+
+const seqs = () => hook.events.map((e) => (e as StoredRecord).seq);
+
+test('records archived before delivery stop the sink at the gap; --accept-gap skips exactly them', async () => {
+  await asSuperuser(t.name, 'DELETE FROM audit_log WHERE seq BETWEEN 21 AND 25');
+  const blocked = await forwardUntil(false, async () => (await readCursor(t.db, 'forward:hook')) >= 20 && hook.requests >= 2);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await readCursor(t.db, 'forward:hook'), 20, 'the sink stops before the gap');
+  assert.deepEqual(seqs(), Array.from({ length: 20 }, (_, i) => i + 1), 'nothing after the gap was sent');
+  assert.match(await blocked.registry.metrics(), /authtrail_forward_gap_blocked\{sink="hook"\} 1/);
+
+  await forwardUntil(true, async () => (await readCursor(t.db, 'forward:hook')) >= 40);
+  assert.deepEqual(seqs(), [...Array.from({ length: 20 }, (_, i) => i + 1), ...Array.from({ length: 15 }, (_, i) => i + 26)], 'only the archived records are missing');
+});
+
+test("the gateway's /metrics shows each sink's cursor and lag from audit_cursors", async () => {
+  const gw = await createTestGateway({ redis: false, t });
+  try {
+    const res = await request(gw.app).get('/metrics');
+    assert.equal(res.status, 200);
+    assert.match(res.text, /authtrail_forward_cursor_seq\{sink="hook"\} 40/);
+    assert.match(res.text, /authtrail_forward_lag_records\{sink="hook"\} 0/);
+  } finally {
+    await gw.close();
+  }
+});
+
+test('a TLS syslog sink refuses a server whose certificate is not signed by its ca_file', async () => {
+  const other = path.join(dir, 'other-ca.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(dir, 'other-key.pem'), '-out', other, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const config = (ca: string) =>
+    parseSinks([{ name: 'tls', type: 'syslog', transport: 'tls', host: '127.0.0.1', port: rsyslog.tlsPort, ca_file: ca, format: 'cef', settle_ms: 0 }], path.join(dir, 'sinks.json'), {})[0]!;
+  const [record] = (await t.db.query<StoredRecord>(`SELECT seq, event_id::text AS event_id, '2026-01-02T03:04:05.678901Z' AS occurred_at, event_type, outcome, encode(hash, 'hex') AS hash FROM audit_log LIMIT 1`)).rows;
+  const wrong = createSyslogSink(config(other) as Parameters<typeof createSyslogSink>[0], { hostname: 'test' });
+  await assert.rejects(wrong.send(['x'], [record!]), /syslog tls connect .* failed: (self-signed certificate|unable to verify)/);
+  await wrong.close();
+  const right = createSyslogSink(config(rsyslog.certFile) as Parameters<typeof createSyslogSink>[0], { hostname: 'test' });
+  await right.send(['x'], [record!]);
+  await right.close();
+});
