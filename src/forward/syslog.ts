@@ -26,6 +26,7 @@ export const sdValue = (value: string): string => value.replace(/["\\\]]/g, (c) 
 
 /** A header field: printable US-ASCII without spaces, at most `max` characters, else NILVALUE. */
 function headerField(value: string, max: number): string {
+  if (value.length <= max && /^[!-~]+$/.test(value)) return value;
   const cleaned = value.replace(/[^!-~]/g, '_').slice(0, max);
   return cleaned === '' ? '-' : cleaned;
 }
@@ -118,7 +119,12 @@ export function createSyslogSink(config: SyslogSinkConfig, defaults: { hostname:
     depth: 8,
     async send(messages: Formatted[], records: StoredRecord[]): Promise<void> {
       const s = await open();
-      const frames = Buffer.concat(records.map((r, i) => octetFrame(syslogMessage(r, formattedText(messages[i]!), fields))));
+      let text = '';
+      for (let i = 0; i < records.length; i++) {
+        const message = syslogMessage(records[i]!, formattedText(messages[i]!), fields);
+        text += `${Buffer.byteLength(message)} ${message}`;
+      }
+      const frames = Buffer.from(text, 'utf8');
       await new Promise<void>((resolve, reject) => {
         const pending: Pending = { resolve, reject };
         unsettled.add(pending);

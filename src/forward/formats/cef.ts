@@ -13,11 +13,13 @@ const SEVERITY: Record<Severity, number> = { info: 3, low: 5, medium: 7, high: 9
 
 /** A header field: `\` and `|` escaped; a line break (never valid in a header) becomes a space. */
 export function cefHeader(value: string): string {
+  if (!/[\\|\r\n]/.test(value)) return value;
   return value.replace(/[\\|]/g, (c) => `\\${c}`).replace(/\r\n|[\r\n]/g, ' ');
 }
 
 /** An extension value: `\` and `=` escaped, CR and LF written as `\r` and `\n`. */
 export function cefValue(value: string): string {
+  if (!/[\\=\r\n]/.test(value)) return value; // the common case: nothing to escape
   return value.replace(/[\\=\r\n]/g, (c) => (c === '\r' ? '\\r' : c === '\n' ? '\\n' : `\\${c}`));
 }
 
@@ -57,10 +59,11 @@ export function toCef(view: RecordView, ctx: FormatContext): string {
     if (r.ip.includes(':')) ext.push(['c6a2', r.ip], ['c6a2Label', 'Source IPv6 Address']);
     else ext.push(['src', r.ip]);
   }
-  const extension = ext
-    .filter((e): e is [string, string | number] => e[1] !== null)
-    .map(([k, v]) => `${k}=${typeof v === 'number' ? v : cefValue(v)}`)
-    .join(' ');
+  let extension = '';
+  for (const [key, value] of ext) {
+    if (value === null) continue;
+    extension += `${extension === '' ? '' : ' '}${key}=${typeof value === 'number' ? value : cefValue(value)}`;
+  }
   const name = r.event_type.replace(/[._]/g, ' ');
   const header = ['CEF:0', 'authtrail', 'authtrail', ctx.version, r.event_type, name, String(SEVERITY[view.severity])].map((f, i) => (i === 0 ? f : cefHeader(f)));
   return `${header.join('|')}|${extension}`;
