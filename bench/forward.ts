@@ -35,7 +35,7 @@ async function startReceiver(): Promise<{ child: ChildProcess; http: number; tcp
   const child = spawn(process.execPath, ['-e', RECEIVER], { stdio: ['ignore', 'pipe', 'inherit'] });
   const ports = await new Promise<{ http: number; tcp: number }>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`receiver exited with ${code}`)));
-    child.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(d.toString()) as { http: number; tcp: number }));
+    child.stdout.once('data', (d: Buffer) => resolve(JSON.parse(d.toString()) as { http: number; tcp: number }));
   });
   return { child, ...ports };
 }
