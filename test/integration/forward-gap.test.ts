@@ -5,7 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import request from 'supertest';
+import crypto from 'node:crypto';
 import { createChainWriter } from '../../src/audit/chain-writer.js';
+import { createPostgresDatabase, type Database } from '../../src/db/database.js';
 import { readCursor, type StoredRecord } from '../../src/audit/follow.js';
 import { createLogger } from '../../src/logger.js';
 import { runForwarder } from '../../src/forward/forwarder.js';
@@ -14,7 +16,8 @@ import { parseSinks } from '../../src/forward/sinks-file.js';
 import { createSyslogSink } from '../../src/forward/syslog.js';
 import { sampleEvent } from '../helpers/events.js';
 import { startCollector, type HttpCollector } from '../helpers/http-sink.js';
-import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { adminQuery, asSuperuser, createTestDatabase, urlFor, type TestDatabase } from '../helpers/postgres.js';
+import { ROOT } from '../helpers/processes.js';
 import { requireRsyslog, startRsyslog, type Rsyslog } from '../helpers/rsyslog.js';
 import { createTestGateway } from '../helpers/test-gateway.js';
 
@@ -47,17 +50,17 @@ after(async () => {
 });
 
 /** Runs the forwarder in this process until `done` holds, then stops it. */
-async function forwardUntil(acceptGap: boolean, done: () => Promise<boolean>): Promise<ReturnType<typeof createForwarderMetrics>> {
-  const sinks = parseSinks([{ name: 'hook', type: 'http', mode: 'webhook', url: hook.url, format: 'native', batch_size: 10, retry: { initial_ms: 20, max_ms: 100 } }], 'sinks.json', {});
-  const metrics = createForwarderMetrics(t.db, ['hook']);
+async function forwardUntil(acceptGap: boolean, done: () => Promise<boolean>, target: { db: Database; name: string; url: string } = { db: t.db, name: 'hook', url: hook.url }): Promise<ReturnType<typeof createForwarderMetrics>> {
+  const sinks = parseSinks([{ name: target.name, type: 'http', mode: 'webhook', url: target.url, format: 'native', batch_size: 10, retry: { initial_ms: 20, max_ms: 100 } }], 'sinks.json', {});
+  const metrics = createForwarderMetrics(target.db, [target.name]);
   const stop = new AbortController();
   const running = runForwarder({
-    db: t.db,
+    db: target.db,
     sinks,
     holder: 'test',
     leaseTtlMs: 3000,
     idleMs: 20,
-    acceptGap: new Set(acceptGap ? ['hook'] : []),
+    acceptGap: new Set(acceptGap ? [target.name] : []),
     context: { hostname: 'test', version: '0' },
     logger: createLogger('silent'),
     metrics,
@@ -111,4 +114,29 @@ test('a TLS syslog sink refuses a server whose certificate is not signed by its 
   const right = createSyslogSink(config(rsyslog.certFile) as Parameters<typeof createSyslogSink>[0], { hostname: 'test' });
   await right.send(['x'], [record!]);
   await right.close();
+});
+
+test("the forwarder runs as its own least-privilege login (docs/runtime-role.sql): reads the log, moves its cursor, reads nothing else", async () => {
+  const role = 'authtrail_forwarder';
+  await adminQuery(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role} LOGIN; END IF; END $$`);
+  await adminQuery(`GRANT CONNECT ON DATABASE ${t.name} TO ${role}`);
+  // The file as an operator runs it, for a runtime role of this test only.
+  const app = `authtrail_app_${crypto.randomBytes(4).toString('hex')}`;
+  await adminQuery(`CREATE ROLE ${app} LOGIN`);
+  const db = createPostgresDatabase({ url: urlFor(t.name, { user: role }), poolMax: 4, statementTimeoutMs: 10_000, connectTimeoutMs: 3000 });
+  const collector = await startCollector({ mode: 'webhook' });
+  try {
+    await adminQuery(fs.readFileSync(path.join(ROOT, 'docs/runtime-role.sql'), 'utf8').replaceAll('authtrail_app', app), [], t.name);
+    await forwardUntil(true, async () => (await readCursor(t.db, 'forward:least')) >= 40, { db, name: 'least', url: collector.url });
+    assert.equal(await readCursor(t.db, 'forward:least'), 40);
+    assert.equal(collector.events.length, 35, 'every record still in the database');
+    await assert.rejects(db.query('SELECT count(*) FROM users'), /permission denied/);
+    await assert.rejects(db.query('SELECT count(*) FROM refresh_tokens'), /permission denied/);
+    await assert.rejects(db.query("INSERT INTO audit_log (seq) VALUES (1000)"), /permission denied/);
+  } finally {
+    await collector.stop();
+    await db.close();
+    await adminQuery(`DROP OWNED BY ${app}`, [], t.name);
+    await adminQuery(`DROP ROLE ${app}`);
+  }
 });

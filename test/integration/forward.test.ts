@@ -269,6 +269,14 @@ test('every record reaches every sink in seq order across sink outages and a SIG
   const logs = forwarders.map((f) => f.lines.join('\n') + f.stderr()).join('\n');
   assert.ok(!logs.includes(HEC_TOKEN) && !logs.includes('not-the-token'), 'no token in any log');
   assert.ok(logs.includes('"status":401') && logs.includes('sink refused the batch; retrying'), 'the refusal is logged, with its status');
+
+  // SIGTERM: the active forwarder stops cleanly (exit 0) and releases its lease, so the restarted one takes over at once.
+  const stopped = Date.now();
+  assert.equal(await standby.stop('SIGTERM'), 0);
+  await write(20);
+  await until('the restarted forwarder to deliver after a clean stop', () => allSinksHave(written), 5000);
+  assert.equal(await leader(), restarted);
+  assert.ok(Date.now() - stopped < 1500 + 1000, 'taken over without waiting for the lease to run out');
 });
 
 test('a bad sinks file stops the forwarder with exit 2 and names the field', async () => {

@@ -1,5 +1,5 @@
 import { ocsfMapping } from './ocsf.js';
-import { epochMs, type FormatContext, type RecordView, type Severity } from './record-view.js';
+import type { FormatContext, RecordView, Severity } from './record-view.js';
 
 /**
  * Elastic Common Schema documents (docs/streaming.md, "ECS"). Category follows the OCSF class
@@ -47,7 +47,6 @@ export function toEcs(view: RecordView, ctx: FormatContext): Record<string, unkn
       outcome: r.outcome === 'success' || r.outcome === 'failure' ? r.outcome : 'unknown',
       ...(r.reason !== null ? { reason: r.reason } : {}),
       severity: SEVERITY[view.severity],
-      created: new Date(epochMs(r.occurred_at)).toISOString(),
       dataset: 'authtrail.audit',
       module: 'authtrail',
       provider: 'authtrail',
