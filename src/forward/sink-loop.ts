@@ -6,8 +6,8 @@ import type { Sink } from './sink.js';
 /**
  * One sink's loop: reads the records after the sink's own cursor (`forward:<name>`) a page at a
  * time, hands each page to the sink, and moves the cursor past a page only once the sink
- * delivered it and every page before it. It reads and formats the next page while the sink is
- * still sending the last (follow.ts's `follow()` does one page at a time, which would leave the
+ * delivered it and every page before it. It reads the next pages and formats the next one while
+ * the sink is still sending (follow.ts's `follow()` does one page at a time, which would leave the
  * sink idle while the database is read), and up to the sink's `depth` pages are in flight.
  *
  * Any failure — the sink down or refusing, the database unreachable — ends the pass: the loop
@@ -68,6 +68,13 @@ interface InFlight {
   done: Promise<void>;
 }
 
+/**
+ * Pages read ahead while the sink sends: seqs are dense, so after a full page the next ones start
+ * at known seqs and are read in parallel (the read, not the send, is the slowest step). After a
+ * short page (the head is near) only one is read.
+ */
+const READ_AHEAD = 3;
+
 /** One pass from the cursor; returns when the signal aborts, throws on the first failure. */
 async function pass(o: SinkLoopOptions, cursor: string): Promise<void> {
   let at = await readCursor(o.db, cursor);
@@ -78,31 +85,50 @@ async function pass(o: SinkLoopOptions, cursor: string): Promise<void> {
     await saveCursor(o.db, o.lease, cursor, first.last);
     o.events.delivered(first.count, first.last);
   };
-  let next = readRecordsAfter(o.db, at, o.pageSize);
+  /** Pages being read, in seq order; each starts after the one before (`after`, a guess until that one is in). */
+  const ahead: Array<{ after: number; rows: Promise<StoredRecord[]> }> = [];
+  const readAhead = (upTo: number): void => {
+    while (ahead.length < upTo) {
+      const after = ahead.length > 0 ? ahead[ahead.length - 1]!.after + o.pageSize : at;
+      const rows = readRecordsAfter(o.db, after, o.pageSize);
+      rows.catch(() => {}); // awaited in turn, or dropped when its guess was wrong
+      ahead.push({ after, rows });
+    }
+  };
   try {
+    readAhead(1);
     while (!o.signal.aborted) {
+      const page = ahead.shift()!;
       let records: StoredRecord[];
       try {
-        records = await next;
+        records = await page.rows;
       } catch (err) {
         // The read failed (a gap, the database away): what is already on its way still counts.
         while (inflight.length > 0) await settleOldest();
         throw err;
       }
       if (records.length === 0) {
+        ahead.length = 0;
         while (inflight.length > 0) await settleOldest();
         await sleep(o.idleMs, o.signal);
-        next = readRecordsAfter(o.db, at, o.pageSize);
+        readAhead(1);
         continue;
       }
-      at = records[records.length - 1]!.seq;
-      next = readRecordsAfter(o.db, at, o.pageSize);
-      next.catch(() => {}); // awaited on the next turn; a failure then ends the pass
+      // readRecordsAfter checks only the first record: a page with a hole further on (records archived
+      // out of the middle) is cut at the hole, so the next read starts there and reports the gap.
+      let dense = 1;
+      while (dense < records.length && records[dense]!.seq === records[dense - 1]!.seq + 1) dense += 1;
+      if (dense < records.length) records = records.slice(0, dense);
+      const last = records[records.length - 1]!.seq;
+      const full = records.length === o.pageSize && last === page.after + o.pageSize;
+      at = last;
+      if (!full) ahead.length = 0; // the pages after were guessed from a full one
+      readAhead(full ? READ_AHEAD : 1);
       const messages = o.format(records);
       while (inflight.length >= o.sink.depth) await settleOldest();
       const done = o.sink.send(messages, records);
       done.catch(() => {}); // awaited in order by settleOldest
-      inflight.push({ last: at, count: records.length, done });
+      inflight.push({ last, count: records.length, done });
     }
     while (inflight.length > 0) await settleOldest();
   } catch (err) {
