@@ -5,7 +5,7 @@ import path from 'node:path';
 
 /**
  * A real rsyslogd for the forwarder's tests: its own config, pid file and work directory in `dir`,
- * an imptcp input (plain TCP, RFC 6587 octet counting) and an imtcp input with the gtls driver
+ * an imtcp input (plain TCP, RFC 6587 octet counting) and an imtcp input with the gtls driver
  * (RFC 5425 TLS, a self-signed certificate made here with openssl), each writing what it receives
  * to its own file, one line per message: `PRI|TIMESTAMP|HOSTNAME|APP-NAME|PROCID|MSGID|SD|MSG`.
  * `stop()` and `start()` take the server down and bring it back on the same ports.
@@ -63,11 +63,10 @@ export async function startRsyslog(dir: string): Promise<Rsyslog> {
   fs.writeFileSync(conf, `
 global(workDirectory="${dir}" maxMessageSize="64k"
   defaultNetstreamDriverCAFile="${certFile}" defaultNetstreamDriverCertFile="${certFile}" defaultNetstreamDriverKeyFile="${keyFile}")
-module(load="imptcp")
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+module(load="imtcp")
 template(name="line" type="string" string="%pri%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n")
-input(type="imptcp" port="${tcpPort}" address="127.0.0.1" ruleset="plain")
-input(type="imtcp" port="${tlsPort}" address="127.0.0.1" ruleset="tls")
+input(type="imtcp" port="${tcpPort}" address="127.0.0.1" ruleset="plain")
+input(type="imtcp" port="${tlsPort}" address="127.0.0.1" ruleset="tls" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 ruleset(name="plain") { action(type="omfile" file="${tcpLog}" template="line" asyncWriting="off" flushOnTXEnd="on") }
 ruleset(name="tls") { action(type="omfile" file="${tlsLog}" template="line" asyncWriting="off" flushOnTXEnd="on") }
 `);
