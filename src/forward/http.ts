@@ -11,8 +11,9 @@ import { SinkError, type Sink } from './sink.js';
  * HTTP sinks (docs/streaming.md, "HTTP"): Splunk's HTTP Event Collector (`/services/collector/event`,
  * `Authorization: Splunk <token>`, one `{"time", "host", "source", "sourcetype", "event"}` object
  * per record, concatenated) or a generic JSON webhook (a JSON array per POST, optional
- * `Authorization: Bearer <token>`). One keep-alive connection and one request at a time, so the
- * receiver sees batches in seq order; the next batch is read and formatted while one is in flight.
+ * `Authorization: Bearer <token>`). By default one keep-alive connection and one request at a
+ * time, so the receiver sees batches in seq order; the next batches are read and formatted while one
+ * is in flight. `in_flight` > 1 pipelines requests over that many connections, out of order.
  * The token is read from the environment variable the sinks file names, and is never logged: errors
  * carry the status only, never a header or the response body.
  */
@@ -46,8 +47,8 @@ export function createHttpSink(config: HttpSinkConfig, defaults: { hostname: str
   const secure = url.protocol === 'https:';
   const ca = config.ca_file !== undefined ? fs.readFileSync(config.ca_file) : undefined;
   const agent = secure
-    ? new https.Agent({ keepAlive: true, maxSockets: 1, ...(ca ? { ca } : {}) })
-    : new http.Agent({ keepAlive: true, maxSockets: 1 });
+    ? new https.Agent({ keepAlive: true, maxSockets: config.in_flight, ...(ca ? { ca } : {}) })
+    : new http.Agent({ keepAlive: true, maxSockets: config.in_flight });
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token !== undefined) headers.authorization = config.mode === 'splunk_hec' ? `Splunk ${token}` : `Bearer ${token}`;
   const meta = { host: defaults.hostname, source: config.source, sourcetype: config.sourcetype ?? `authtrail:${config.format}`, index: config.index };
@@ -75,7 +76,7 @@ export function createHttpSink(config: HttpSinkConfig, defaults: { hostname: str
 
   return {
     name: config.name,
-    depth: 1,
+    depth: config.in_flight,
     send(messages: Formatted[], records: StoredRecord[]): Promise<void> {
       return post(config.mode === 'splunk_hec' ? hecBody(messages, records, meta) : JSON.stringify(messages));
     },

@@ -44,6 +44,12 @@ const httpSink = z
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be the name of an environment variable (the token itself never goes in this file)' })
       .optional(),
     timeout_ms: ms(100, 600_000, 10_000),
+    /**
+     * Requests in flight at once, each on its own keep-alive connection. 1 (the default) keeps the
+     * batches in seq order on arrival; more sends faster to a slow receiver, but batches may then
+     * arrive out of order (records within a batch stay in order; order by seq on the receiver).
+     */
+    in_flight: z.number().int().min(1).max(8).default(1),
     /** Splunk HEC fields of each event. */
     source: z.string().min(1).max(256).default('authtrail'),
     sourcetype: z.string().min(1).max(256).optional(),

@@ -5,8 +5,8 @@ import type net from 'node:net';
  * A real HTTP server acting as a SIEM's collector for the forwarder's tests: Splunk HEC
  * (`POST /services/collector/event`, `Authorization: Splunk <token>`, concatenated event objects)
  * or a JSON webhook (a JSON array per POST). It keeps every event it accepted, in arrival order,
- * refuses a wrong token with 401 (keeping nothing), and can be taken down and brought back on the
- * same port.
+ * refuses a wrong token with 401 (keeping nothing), can answer each request after `delayMs` (a slow
+ * receiver), and can be taken down and brought back on the same port.
  */
 export interface HttpCollector {
   port: number;
@@ -19,7 +19,7 @@ export interface HttpCollector {
   start(): Promise<void>;
 }
 
-export async function startCollector(options: { mode: 'splunk_hec' | 'webhook'; token?: string; port?: number }): Promise<HttpCollector> {
+export async function startCollector(options: { mode: 'splunk_hec' | 'webhook'; token?: string; port?: number; delayMs?: number }): Promise<HttpCollector> {
   const sockets = new Set<net.Socket>();
   const state: HttpCollector = {
     port: options.port ?? 0,
@@ -35,7 +35,8 @@ export async function startCollector(options: { mode: 'splunk_hec' | 'webhook'; 
   const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', () => setTimeout(answer, options.delayMs ?? 0));
+    const answer = () => {
       state.requests += 1;
       const expected = options.token === undefined ? undefined : options.mode === 'splunk_hec' ? `Splunk ${options.token}` : `Bearer ${options.token}`;
       const path = options.mode === 'splunk_hec' ? '/services/collector/event' : '/hook';
@@ -63,7 +64,7 @@ export async function startCollector(options: { mode: 'splunk_hec' | 'webhook'; 
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"text":"Success","code":0}');
-    });
+    };
   };
 
   async function start(): Promise<void> {

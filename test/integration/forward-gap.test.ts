@@ -50,8 +50,8 @@ after(async () => {
 });
 
 /** Runs the forwarder in this process until `done` holds, then stops it. */
-async function forwardUntil(acceptGap: boolean, done: () => Promise<boolean>, target: { db: Database; name: string; url: string } = { db: t.db, name: 'hook', url: hook.url }): Promise<ReturnType<typeof createForwarderMetrics>> {
-  const sinks = parseSinks([{ name: target.name, type: 'http', mode: 'webhook', url: target.url, format: 'native', batch_size: 10, retry: { initial_ms: 20, max_ms: 100 } }], 'sinks.json', {});
+async function forwardUntil(acceptGap: boolean, done: () => Promise<boolean>, target: { db: Database; name: string; url: string; inFlight?: number } = { db: t.db, name: 'hook', url: hook.url }): Promise<ReturnType<typeof createForwarderMetrics>> {
+  const sinks = parseSinks([{ name: target.name, type: 'http', mode: 'webhook', url: target.url, format: 'native', batch_size: 10, in_flight: target.inFlight ?? 1, retry: { initial_ms: 20, max_ms: 100 } }], 'sinks.json', {});
   const metrics = createForwarderMetrics(target.db, [target.name]);
   const stop = new AbortController();
   const running = runForwarder({
@@ -139,4 +139,22 @@ test("the forwarder runs as its own least-privilege login (docs/runtime-role.sql
     await adminQuery(`DROP OWNED BY ${app}`, [], t.name);
     await adminQuery(`DROP ROLE ${app}`);
   }
+});
+
+test('in_flight pipelines HTTP requests to a slow receiver, and the cursor still only moves past what every earlier request delivered', async () => {
+  const timed = async (name: string, inFlight: number) => {
+    const slow = await startCollector({ mode: 'webhook', delayMs: 150 });
+    const started = Date.now();
+    try {
+      await forwardUntil(true, async () => (await readCursor(t.db, `forward:${name}`)) >= 40, { db: t.db, name, url: slow.url, inFlight });
+      const got = slow.events.map((e) => (e as StoredRecord).seq).sort((a, b) => a - b);
+      assert.deepEqual(got, [...Array.from({ length: 22 }, (_, i) => i + 1), ...Array.from({ length: 13 }, (_, i) => i + 28)]);
+      return Date.now() - started;
+    } finally {
+      await slow.stop();
+    }
+  };
+  const one = await timed('serial', 1);
+  const four = await timed('pipelined', 4);
+  assert.ok(four < one * 0.75, `4 requests in flight (${four} ms) beat one at a time (${one} ms) against a receiver that takes 150 ms`);
 });
