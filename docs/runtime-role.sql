@@ -33,3 +33,19 @@ BEGIN
   END IF;
 END
 $$;
+
+-- The SIEM forwarder's own login (`npm run audit:forward`, docs/streaming.md): it reads the log and
+-- moves its leases and cursors, nothing else (no users, no sessions, no secrets, no writes to the
+-- log). Create the role first, e.g.
+--   CREATE ROLE authtrail_forwarder LOGIN PASSWORD '...';
+--   GRANT CONNECT ON DATABASE <your database> TO authtrail_forwarder;
+-- then this grants it, or does nothing while no such role exists.
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'authtrail_forwarder') THEN
+    GRANT USAGE ON SCHEMA public TO authtrail_forwarder;
+    GRANT SELECT ON audit_log TO authtrail_forwarder;
+    GRANT SELECT, INSERT, UPDATE ON audit_leases, audit_cursors TO authtrail_forwarder;
+  END IF;
+END
+$$;

@@ -2,13 +2,15 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ChainWriter } from './audit/chain-writer.js';
 import { WITNESS_REFUSAL_METRIC_REASONS, type WitnessPusher } from './audit/witness-push.js';
 import type { LockoutService } from './lockout/lockout-service.js';
+import type { Queryable } from './db/database.js';
+import { registerForwardCursorGauges } from './forward/cursor-metrics.js';
 
 /**
  * Prometheus metrics (`GET /metrics`): decisions by event type and outcome, current lockouts,
  * audit batch size and commit latency, the chain head, and whether Redis has failed over.
  * One registry per app, so several apps in one process (tests) do not collide.
  */
-export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutService; witnesses?: WitnessPusher | undefined }): Registry {
+export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutService; witnesses?: WitnessPusher | undefined; db?: Pick<Queryable, 'query'> | undefined }): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'authtrail_' });
 
@@ -64,6 +66,8 @@ export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutServi
     },
   });
   if (deps.witnesses) witnessMetrics(registry, deps.witnesses);
+  // Where each SIEM sink of npm run audit:forward has got to (audit_cursors), read at most every 5 s.
+  if (deps.db) registerForwardCursorGauges(registry, deps.db, 5000);
   return registry;
 }
 

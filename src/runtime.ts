@@ -112,7 +112,7 @@ export function createServices(
     writer,
     redis,
     lockout,
-    metrics: createMetrics({ writer, lockout, witnesses }),
+    metrics: createMetrics({ writer, lockout, witnesses, db }),
     witnesses,
     passwords: createPasswordHasher(config.passwords.bcryptCost),
     users: createUserQueries(db),
