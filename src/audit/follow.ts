@@ -44,12 +44,16 @@ const FOLLOW_SELECT = `
          encode(hash, 'hex') AS hash, encode(prev_hash, 'hex') AS prev_hash, account
     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
 
-/** Up to `limit` records after `afterSeq`, in seq order; throws {@link FollowGapError} when the next one is gone. */
+/**
+ * Up to `limit` records after `afterSeq`, in seq order and without a hole: a page that has one is
+ * cut before it (the next read then reports it). Throws {@link FollowGapError} when the next record is gone.
+ */
 export async function readRecordsAfter(db: Pick<Queryable, 'query'>, afterSeq: number, limit: number): Promise<StoredRecord[]> {
   const { rows } = await db.query<StoredRecord>(FOLLOW_SELECT, [afterSeq, limit]);
   const first = rows[0];
   if (first && first.seq !== afterSeq + 1) throw new FollowGapError(afterSeq + 1, first.seq);
-  return rows;
+  const hole = rows.findIndex((row, i) => row.seq !== afterSeq + 1 + i);
+  return hole === -1 ? rows : rows.slice(0, hole);
 }
 
 /** The seq of the newest record (0 for an empty log): followers report their lag against it. */

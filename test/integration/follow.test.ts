@@ -84,6 +84,9 @@ test('a failed handler is not skipped: the cursor stays and the same page comes 
 test('records gone from the database before the follower reached them are a gap, not a skip', async () => {
   await asSuperuser(t.name, 'DELETE FROM audit_log WHERE seq BETWEEN 41 AND 42');
   await assert.rejects(readRecordsAfter(t.db, 40, 10), (err: unknown) => err instanceof FollowGapError && err.expected === 41 && err.found === 43);
+  // A hole inside a page: the page stops before it, and the next read reports it.
+  const page = await readRecordsAfter(t.db, 35, 10);
+  assert.deepEqual(page.map((r) => r.seq), [36, 37, 38, 39, 40]);
 });
 
 test('lead: one of two contenders works; when it stops, the other takes over', async () => {
