@@ -245,11 +245,12 @@ export class AlertEvaluator {
       this.failures.delete(r.account);
     }
 
-    if (ADMIN_EVENT_TYPES.has(r.event_type) && r.reason !== 'bootstrap' && rules.admin_off_hours.enabled) {
+    // An admin's action through the API carries the admin as actor_id; the bootstrap admin and the CLI have none.
+    if (ADMIN_EVENT_TYPES.has(r.event_type) && r.actor_id !== null && rules.admin_off_hours.enabled) {
       const local = localTime(t, this.offHoursFormat);
       if (!withinHours(rules.admin_off_hours, local)) {
         found.push(
-          triggerOf('admin_off_hours', r.actor_id ?? 'cli', 1, [entry(r.event_type)], {
+          triggerOf('admin_off_hours', r.actor_id, 1, [entry(r.event_type)], {
             event_type: r.event_type,
             actor_id: r.actor_id,
             user_id: r.user_id,
