@@ -22,22 +22,23 @@ export const ALERT_CURSOR = 'alerts';
 export const ALERT_LEASE = 'alerts';
 
 /**
- * Whether a user had a successful login before `seq`, and one with this device id. Served by the
- * indexes of migration 006 on `device_id` and on `user_id` (both `…, seq DESC`): each EXISTS is an
- * index scan that stops at its first row (test/integration/alerts.test.ts checks the plan).
+ * For each successful login of a page (`seq`, `user_id`, `device_id`): whether the user had a
+ * successful login before it, and one with this device id (or, for a login without one, one
+ * without). One statement per page; for each login each EXISTS is an index scan of migration 006
+ * (`device_id` or `user_id`, both `…, seq DESC`) that stops at its first row — never a scan of the
+ * log (test/integration/alerts.test.ts checks the plan). Earlier logins of the same page count:
+ * they are committed, and `seq <` orders them.
  */
 export const NEW_DEVICE_SQL = `
-  SELECT EXISTS (SELECT 1 FROM audit_log
-                  WHERE device_id = $2 AND user_id = $1::uuid AND event_type = 'login.succeeded' AND seq < $3) AS seen,
-         EXISTS (SELECT 1 FROM audit_log
-                  WHERE user_id = $1::uuid AND event_type = 'login.succeeded' AND seq < $3) AS earlier`;
-
-/** The same for a login without a device id (only asked when `ignore_missing_device` is false). */
-const NO_DEVICE_SQL = `
-  SELECT EXISTS (SELECT 1 FROM audit_log
-                  WHERE user_id = $1::uuid AND device_id IS NULL AND event_type = 'login.succeeded' AND seq < $2) AS seen,
-         EXISTS (SELECT 1 FROM audit_log
-                  WHERE user_id = $1::uuid AND event_type = 'login.succeeded' AND seq < $2) AS earlier`;
+  SELECT q.seq,
+         CASE WHEN q.device_id IS NULL
+              THEN EXISTS (SELECT 1 FROM audit_log a
+                            WHERE a.user_id = q.user_id AND a.device_id IS NULL AND a.event_type = 'login.succeeded' AND a.seq < q.seq)
+              ELSE EXISTS (SELECT 1 FROM audit_log a
+                            WHERE a.device_id = q.device_id AND a.user_id = q.user_id AND a.event_type = 'login.succeeded' AND a.seq < q.seq)
+         END AS seen,
+         EXISTS (SELECT 1 FROM audit_log a WHERE a.user_id = q.user_id AND a.event_type = 'login.succeeded' AND a.seq < q.seq) AS earlier
+    FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS q(seq, user_id, device_id)`;
 
 export interface AlertEngineOptions {
   db: Pick<Queryable, 'query'>;
@@ -132,16 +133,17 @@ export function startAlertEngine(options: AlertEngineOptions): AlertEngine {
     logger.info({ cursor, warmed }, 'alert engine windows warmed');
   }
 
-  async function isNewDevice(r: StoredRecord): Promise<boolean> {
+  /** The seqs of the page's successful logins from a device their user never logged in from before. */
+  async function newDevices(records: readonly StoredRecord[]): Promise<Set<number>> {
     const rule = rules.new_device;
-    if (r.user_id === null) return false;
-    if (r.device_id === null && rule.ignoreMissingDevice) return false;
-    const { rows } =
-      r.device_id === null
-        ? await db.query<{ seen: boolean; earlier: boolean }>(NO_DEVICE_SQL, [r.user_id, r.seq])
-        : await db.query<{ seen: boolean; earlier: boolean }>(NEW_DEVICE_SQL, [r.user_id, r.device_id, r.seq]);
-    const found = rows[0]!;
-    return !found.seen && (found.earlier || !rule.ignoreFirstLogin);
+    const asked = records.filter((r) => r.event_type === 'login.succeeded' && r.user_id !== null && (r.device_id !== null || !rule.ignoreMissingDevice));
+    if (!rule.enabled || asked.length === 0) return new Set();
+    const { rows } = await db.query<{ seq: number; seen: boolean; earlier: boolean }>(NEW_DEVICE_SQL, [
+      asked.map((r) => r.seq),
+      asked.map((r) => r.user_id),
+      asked.map((r) => r.device_id),
+    ]);
+    return new Set(rows.filter((row) => !row.seen && (row.earlier || !rule.ignoreFirstLogin)).map((row) => row.seq));
   }
 
   function newDeviceTrigger(r: StoredRecord): Trigger {
@@ -198,19 +200,27 @@ export function startAlertEngine(options: AlertEngineOptions): AlertEngine {
         db,
         { cursor: ALERT_CURSOR, lease, pageSize: options.pageSize ?? 500, idleMs: options.pollIntervalMs, signal },
         async (records) => {
+          const fromNewDevice = await newDevices(records);
+          const raising: Array<Promise<void>> = [];
           for (const r of records) {
             const triggers = evaluator.observe(r, { warm: false });
-            if (r.event_type === 'login.succeeded' && rules.new_device.enabled && (await isNewDevice(r))) {
+            if (fromNewDevice.has(r.seq)) {
               const trigger = newDeviceTrigger(r);
               if (!evaluator.isSuppressed('new_device', trigger.key, Date.parse(r.occurred_at))) triggers.push(trigger);
             }
             for (const trigger of triggers) {
               // Past the lease (or at shutdown) nothing more is raised: the page is judged again by whoever leads next.
               if (signal.aborted) throw new EngineStopped();
-              await raise(trigger);
+              // Queued now, in order, and committed together by the writer's group commit; the cursor
+              // moves past the page only once all of them are committed (a failure repeats the page
+              // under a fresh evaluator, so this suppression is never trusted without its record).
+              const raised = raise(trigger);
+              raised.catch(() => {}); // awaited below; handled here too in case the page stops first
+              raising.push(raised);
               evaluator.noteRaised(trigger.rule, trigger.key, trigger.lastAt);
             }
           }
+          await Promise.all(raising);
           state.processedSeq = records[records.length - 1]!.seq;
         },
       );

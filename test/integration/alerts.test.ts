@@ -471,7 +471,10 @@ describe('the new_device history query', () => {
       );
       await t.db.query('ANALYZE audit_log');
       const user = '00000000-0000-4000-8000-000000000003';
-      const { rows } = await t.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${NEW_DEVICE_SQL}`, [user, 'device-3', 39_000]);
+      // A page of three logins: a known device, a device the user never used, and no device id.
+      const page = [[39_000, user, 'device-3'], [39_001, user, 'device-4'], [39_002, '00000000-0000-4000-8000-000000001999', null]] as const;
+      const params = [page.map((p) => p[0]), page.map((p) => p[1]), page.map((p) => p[2])];
+      const { rows } = await t.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${NEW_DEVICE_SQL}`, params);
       const nodes: string[] = [];
       const walk = (node: Record<string, unknown>) => {
         nodes.push(String(node['Node Type']));
@@ -479,11 +482,13 @@ describe('the new_device history query', () => {
       };
       walk((rows[0]!['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
       assert.ok(!nodes.includes('Seq Scan'), nodes.join(', '));
-      assert.equal(nodes.filter((n) => /Index/.test(n)).length, 2, nodes.join(', '));
-      const answer = await t.db.query<{ seen: boolean; earlier: boolean }>(NEW_DEVICE_SQL, [user, 'device-3', 39_000]);
-      assert.deepEqual(answer.rows[0], { seen: true, earlier: true });
-      const unseen = await t.db.query<{ seen: boolean; earlier: boolean }>(NEW_DEVICE_SQL, [user, 'device-4', 39_000]);
-      assert.deepEqual(unseen.rows[0], { seen: false, earlier: true });
+      assert.equal(nodes.filter((n) => /Index/.test(n)).length, 3, `one index scan per EXISTS: ${nodes.join(', ')}`);
+      const answer = await t.db.query<{ seq: number; seen: boolean; earlier: boolean }>(NEW_DEVICE_SQL, params);
+      assert.deepEqual(answer.rows, [
+        { seq: 39_000, seen: true, earlier: true },
+        { seq: 39_001, seen: false, earlier: true },
+        { seq: 39_002, seen: false, earlier: true },
+      ]);
     } finally {
       await t.drop();
     }
