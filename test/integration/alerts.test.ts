@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -348,6 +348,35 @@ describe('alert rules stay quiet on ordinary traffic', () => {
     } finally {
       await engine.close();
       await gw.close();
+    }
+  });
+});
+
+describe('a webhook receiver that never answers', () => {
+  it('holds up neither the engine nor logins: alerts keep being recorded while the first POST waits', async () => {
+    const sockets = new Set<Socket>();
+    const silent = http.createServer(() => {}); // reads requests, answers none
+    silent.on('connection', (socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const gw = await createTestGateway({ env: { TRUST_PROXY: 'loopback' } });
+    const webhook = createWebhookDelivery({
+      url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`, timeoutMs: 60_000, retries: 0, logger: createLogger('silent'),
+    });
+    const engine = engineFor(gw.t.db, gw, parseAlertRules(fastRules(WORKING_HOURS_NOW())), webhook);
+    try {
+      const started = Date.now();
+      for (const ip of ['203.0.113.41', '203.0.113.42', '203.0.113.43']) {
+        for (let i = 0; i < 5; i++) await login(gw, uniqueName(`hang${i}`), 'Winter2026!', ip).expect(401);
+        await waitForAlert(gw.t.db, 'password_spraying', ip);
+      }
+      assert.ok(Date.now() - started < 5000, `three attacks, three alerts in ${Date.now() - started} ms`);
+      assert.equal(sockets.size, 1, 'the first delivery is still waiting for its answer');
+    } finally {
+      await webhook.close(100);
+      await engine.close();
+      await gw.close();
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
   });
 });
