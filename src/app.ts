@@ -3,6 +3,7 @@ import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { accountRoutes } from './http/account-routes.js';
 import { adminUserRoutes } from './http/admin-user-routes.js';
+import { alertRoutes } from './http/alert-routes.js';
 import { auditIntegrityRoutes } from './http/audit-integrity-routes.js';
 import { afterDeadline, requestDeadline } from './http/deadline.js';
 import { notFound, problemHandler } from './http/error-handler.js';
@@ -53,6 +54,7 @@ export function createApp(services: Services): Express {
   app.use(auditIntegrityRoutes(services));
   app.use(transparencyRoutes(services));
   app.use(witnessRoutes(services));
+  app.use(alertRoutes(services));
   app.use(notFound);
   app.use(recordAuthRefusals(services));
   app.use(afterDeadline);

@@ -58,6 +58,12 @@ const envSchema = z.object({
   AUDIT_WITNESS_QUORUM: z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), int(1, 100).optional()),
   AUDIT_WITNESS_TIMEOUT_MS: int(100, 600_000).default(5000),
   AUDIT_WITNESS_RETRIES: int(0, 10).default(2),
+  AUDIT_ALERT_RULES_FILE: optionalText,
+  AUDIT_ALERT_POLL_INTERVAL_MS: int(10, 60_000).default(250),
+  AUDIT_ALERT_WEBHOOK_URL: optionalText.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), { message: 'must be an http:// or https:// URL' }),
+  AUDIT_ALERT_WEBHOOK_SECRET_FILE: optionalText,
+  AUDIT_ALERT_WEBHOOK_TIMEOUT_MS: int(100, 600_000).default(5000),
+  AUDIT_ALERT_WEBHOOK_RETRIES: int(0, 20).default(5),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
   REQUEST_DEADLINE_MS: int(100, 600_000).default(5000),
   HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
@@ -163,6 +169,17 @@ export interface Config {
     readonly timeoutMs: number;
     /** Further attempts after a failed request (timeout, 5xx, network), with a growing pause. */
     readonly retries: number;
+  };
+  /** The alert engine (src/alerts/engine.ts, docs/alerts.md). */
+  readonly alerts: {
+    /** JSON rules file, validated at start-up; absent: the documented defaults. */
+    readonly rulesFile: string | undefined;
+    readonly pollIntervalMs: number;
+    readonly webhookUrl: string | undefined;
+    /** Secret for the webhook's HMAC-SHA256 signature header; absent: unsigned. */
+    readonly webhookSecretFile: string | undefined;
+    readonly webhookTimeoutMs: number;
+    readonly webhookRetries: number;
   };
   /** Express `trust proxy`: which hops may set X-Forwarded-For. */
   readonly trustProxy: boolean | number | string;
@@ -349,6 +366,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
   if (e.AUDIT_WITNESS_QUORUM !== undefined && e.AUDIT_WITNESS_QUORUM > Math.max(1, witnesses.length)) {
     problems.push('AUDIT_WITNESS_QUORUM: must not exceed the number of AUDIT_WITNESSES');
   }
+  if (e.AUDIT_ALERT_WEBHOOK_SECRET_FILE && !e.AUDIT_ALERT_WEBHOOK_URL) {
+    problems.push('AUDIT_ALERT_WEBHOOK_SECRET_FILE: set only together with AUDIT_ALERT_WEBHOOK_URL');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   return deepFreeze({
@@ -391,6 +411,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       quorum: e.AUDIT_WITNESS_QUORUM ?? Math.max(1, witnesses.length),
       timeoutMs: e.AUDIT_WITNESS_TIMEOUT_MS,
       retries: e.AUDIT_WITNESS_RETRIES,
+    },
+    alerts: {
+      rulesFile: e.AUDIT_ALERT_RULES_FILE === undefined ? undefined : path.resolve(e.AUDIT_ALERT_RULES_FILE),
+      pollIntervalMs: e.AUDIT_ALERT_POLL_INTERVAL_MS,
+      webhookUrl: e.AUDIT_ALERT_WEBHOOK_URL,
+      webhookSecretFile: e.AUDIT_ALERT_WEBHOOK_SECRET_FILE === undefined ? undefined : path.resolve(e.AUDIT_ALERT_WEBHOOK_SECRET_FILE),
+      webhookTimeoutMs: e.AUDIT_ALERT_WEBHOOK_TIMEOUT_MS,
+      webhookRetries: e.AUDIT_ALERT_WEBHOOK_RETRIES,
     },
     trustProxy: parseTrustProxy(e.TRUST_PROXY.trim()),
     passwords: { bcryptCost: e.BCRYPT_COST, minLength: e.PASSWORD_MIN_LENGTH },

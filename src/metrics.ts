@@ -1,4 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AlertEngine } from './alerts/engine.js';
+import { RULE_NAMES } from './alerts/rules.js';
+import type { WebhookDelivery } from './alerts/webhook.js';
 import type { ChainWriter } from './audit/chain-writer.js';
 import { WITNESS_REFUSAL_METRIC_REASONS, type WitnessPusher } from './audit/witness-push.js';
 import type { LockoutService } from './lockout/lockout-service.js';
@@ -94,4 +97,43 @@ function witnessMetrics(registry: Registry, witnesses: WitnessPusher): void {
     for (const reason of WITNESS_REFUSAL_METRIC_REASONS) refusals.inc({ witness, reason }, 0);
   }
   witnesses.onRefusal((witness, reason) => refusals.inc({ witness, reason }));
+}
+
+/**
+ * The alert engine's metrics, registered once it runs (runtime.ts): alerts raised by rule, its lag behind the head of the log, whether this instance leads, webhook failures.
+ */
+export function alertMetrics(registry: Registry, engine: AlertEngine, webhook?: WebhookDelivery): void {
+  const raised = new Counter({
+    name: 'authtrail_alerts_raised_total',
+    help: 'Alerts this instance raised (as alert.raised records), by rule.',
+    labelNames: ['rule'] as const,
+    registers: [registry],
+  });
+  engine.onRaised((rule) => raised.inc({ rule }));
+  // Every series exists from the start at 0, so an alert on increase() fires on the first one.
+  for (const rule of RULE_NAMES) raised.inc({ rule }, 0);
+  new Gauge({
+    name: 'authtrail_alert_engine_lag_records',
+    help: 'Records committed to the log that the alert engine has not judged yet (0 on an instance that does not lead).',
+    registers: [registry],
+    async collect() {
+      this.set(await engine.lag().catch(() => 0));
+    },
+  });
+  new Gauge({
+    name: 'authtrail_alert_engine_leading',
+    help: '1 while this instance holds the alerts lease and evaluates the rules.',
+    registers: [registry],
+    collect() {
+      this.set(engine.stats().leading ? 1 : 0);
+    },
+  });
+  const failures = new Counter({
+    name: 'authtrail_alert_webhook_failures_total',
+    help: 'Failed alert webhook attempts (network, timeout, non-2xx status) and alerts dropped from a full queue.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  for (const reason of ['network', 'timeout', 'status', 'dropped']) failures.inc({ reason }, 0);
+  webhook?.onFailure((reason) => failures.inc({ reason }));
 }

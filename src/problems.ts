@@ -16,6 +16,7 @@ export const PROBLEMS = {
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   username_taken: { status: 409, title: 'The username is taken' },
   mfa_already_enabled: { status: 409, title: 'MFA is already enabled' },
+  alert_already_resolved: { status: 409, title: 'The alert is already resolved' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'The request body is not supported' },
   account_locked: { status: 429, title: 'The account is locked' },

@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { startAlertEngine } from './alerts/engine.js';
+import { loadAlertRules } from './alerts/rules.js';
+import { createWebhookDelivery, loadWebhookSecret } from './alerts/webhook.js';
 import { AUDIT_SESSION, createChainWriter } from './audit/chain-writer.js';
 import fs from 'node:fs';
 import { createCheckpointer, loadSigningKey, loadTrustedKeys, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
@@ -14,7 +17,7 @@ import { createLockoutService } from './lockout/lockout-service.js';
 import { createMfaService } from './mfa/mfa-service.js';
 import { createSecretBox, loadSecretBoxKey } from './mfa/secret-box.js';
 import { startMaintenance } from './maintenance.js';
-import { createMetrics } from './metrics.js';
+import { alertMetrics, createMetrics } from './metrics.js';
 import type { Services } from './services.js';
 import { loadKeyStore } from './tokens/keys.js';
 import { createRefreshTokenStore } from './tokens/refresh-tokens.js';
@@ -145,6 +148,9 @@ export async function bootstrapAdmin(services: Services): Promise<void> {
 
 /** Opens the database (migrating it when configured), Redis, the audit writer, the checkpointer and the services. */
 export async function openRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  // A bad alert rules file or webhook secret refuses start-up before anything is opened.
+  const alertRules = loadAlertRules(config.alerts.rulesFile);
+  const webhookSecret = config.alerts.webhookSecretFile === undefined ? undefined : loadWebhookSecret(config.alerts.webhookSecretFile);
   const db = await openDatabase(config);
   // The audit writer gets its own two connections, so requests holding the pool never starve it;
   // their sessions never let a stopped process hold the chain's lock (AUDIT_SESSION), and its
@@ -183,6 +189,12 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     const services = createServices(config, logger, { db, writer, redis, witnesses });
     await bootstrapAdmin(services);
     const stopMaintenance = startMaintenance(db, logger);
+    // One alert engine per cluster (a lease); this instance may stand by. Never awaited by a request.
+    const webhook = config.alerts.webhookUrl
+      ? createWebhookDelivery({ url: config.alerts.webhookUrl, secret: webhookSecret, timeoutMs: config.alerts.webhookTimeoutMs, retries: config.alerts.webhookRetries, logger })
+      : undefined;
+    const alerts = startAlertEngine({ db, writer, rules: alertRules, logger, pollIntervalMs: config.alerts.pollIntervalMs, webhook });
+    alertMetrics(services.metrics, alerts, webhook);
 
     return {
       ...services,
@@ -190,6 +202,8 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
       signingKey,
       async close() {
         stopMaintenance();
+        // Before the writer closes: the engine writes its alerts through it.
+        await alerts.close();
         await writer.close();
         await checkpointer.close().catch((err: unknown) => logger.error({ err }, 'final audit checkpoint failed'));
         await witnesses.close();

@@ -195,6 +195,8 @@ export async function lead(db: Pick<Queryable, 'query'>, options: LeadOptions, w
     const term = new AbortController();
     const stop = () => term.abort();
     signal.addEventListener('abort', stop, { once: true });
+    // Stopped while the lease was being taken: the listener came too late to hear it.
+    if (signal.aborted) term.abort();
     const held = lease;
     const renewer = setInterval(() => {
       renewLease(db, held, options.ttlMs).then(

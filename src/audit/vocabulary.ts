@@ -36,6 +36,8 @@ export const AUDIT_EVENT_TYPES = [
   'audit.queried',
   'audit.exported',
   'audit.witness_refused',
+  'alert.raised',
+  'alert.resolved',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -72,6 +74,13 @@ const DECISION_REASONS = [
   'witness_fork',
   'witness_inconsistent',
   'witness_rejected',
+  // the rule an alert was raised by (src/alerts/rules.ts)
+  'password_spraying',
+  'credential_stuffing',
+  'lockout_storm',
+  'success_after_failures',
+  'new_device',
+  'admin_off_hours',
 ] as const;
 
 /**

@@ -126,6 +126,18 @@ const schemas: Record<string, Schema> = {
     },
     quorum: obj({ required: int, checkpoint_size: int, cosigned_by: strings, met: { type: 'boolean' } }),
   }),
+  Alert: obj({
+    id: str,
+    seq: { ...int, description: 'The alert.raised record' },
+    raised_at: str,
+    rule: { enum: ['password_spraying', 'credential_stuffing', 'lockout_storm', 'success_after_failures', 'new_device', 'admin_off_hours'] },
+    severity: { enum: ['low', 'medium', 'high', 'critical'] },
+    key: { type: 'string', description: 'The address (IPv6 by /64), username, actor id or "cluster" the alert is about' },
+    status: { enum: ['open', 'resolved'] },
+    details: { type: 'object', description: 'The alert.raised record\'s details (docs/alerts.md)' },
+    resolution: { oneOf: [{ type: 'null' }, obj({ seq: int, resolved_at: str, actor_id: nullableStr, note: nullableStr })] },
+  }),
+  AlertPage: obj({ items: { type: 'array', items: ref('Alert') }, next_cursor: nullableStr }),
   Enrollment: obj({ secret: str, otpauth_uri: str }),
   RecoveryCodes: obj({ recovery_codes: strings }),
   RevokedSessions: obj({ revoked_sessions: int }),
@@ -262,6 +274,33 @@ export function openApiDocument(): Record<string, unknown> {
           security: bearer,
           parameters: [q('from', str, 'The size of a signed checkpoint'), q('to', str, 'The size of a signed checkpoint')],
           responses: { 200: json('ConsistencyProof'), ...readErrors, 404: problem('No checkpoint of that size') },
+        },
+      },
+      '/admin/alerts': {
+        get: {
+          summary: 'Alerts raised by the alert engine, newest first (default: open ones)',
+          security: bearer,
+          parameters: [
+            q('rule', { enum: ['password_spraying', 'credential_stuffing', 'lockout_storm', 'success_after_failures', 'new_device', 'admin_off_hours'] }),
+            q('status', { enum: ['open', 'resolved', 'all'] }), q('limit', int, 'At most 1000'), q('cursor', str, 'next_cursor of the previous page'),
+          ],
+          responses: { 200: json('AlertPage'), ...readErrors },
+        },
+      },
+      '/admin/alerts/{id}/resolve': {
+        post: {
+          summary: 'Resolve an alert: writes alert.resolved with the actor (roles security, admin)',
+          security: bearer,
+          parameters: idParam,
+          requestBody: { required: false, content: { 'application/json': { schema: obj({ note: str }, []) } } },
+          responses: {
+            204: noContent,
+            400: problem('Invalid request'),
+            401: problem('No valid access token'),
+            403: problem('Role security or admin required'),
+            404: problem('No such alert'),
+            409: problem('alert_already_resolved'),
+          },
         },
       },
       '/audit-log/checkpoint': {

@@ -109,3 +109,17 @@ test('lead: one of two contenders works; when it stops, the other takes over', a
   stopB.abort();
   await b;
 });
+
+test('lead: stopped while it is still taking the lease, it returns and releases it', async () => {
+  const stop = new AbortController();
+  let worked = false;
+  const running = lead(t.db, { name: 'work-g', holder: 'a', ttlMs: 5000, signal: stop.signal }, async (_lease, signal) => {
+    worked = true;
+    if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  });
+  stop.abort();
+  const outcome = await Promise.race([running.then(() => 'returned'), new Promise((r) => setTimeout(r, 3000, 'still running'))]);
+  assert.equal(outcome, 'returned');
+  assert.ok(worked);
+  assert.ok(await acquireLease(t.db, 'work-g', 'b', 5000), 'released for the next holder');
+});

@@ -155,6 +155,9 @@ describe('GET /openapi.json', () => {
     await call('GET', '/admin/audit/checkpoints', { token });
     await call('GET', '/admin/audit/checkpoints', { token: userToken });
     await call('GET', '/admin/audit/witnesses', { token });
+    await call('GET', '/admin/alerts', { token });
+    await call('GET', '/admin/alerts?status=bogus', { token });
+    await call('POST', '/admin/alerts/00000000-0000-4000-8000-000000000000/resolve', { token, body: { note: 'none such' } });
     // The transparency log: before the first checkpoint, then after one.
     await call('GET', '/audit-log/checkpoint', { token });
     await call('GET', '/admin/audit/proof/1', { token });
