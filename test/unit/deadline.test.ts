@@ -22,7 +22,7 @@ function gatedDatabase() {
   const tiles = new Map<string, number>();
   const tx: Queryable = {
     query: <R>(text: string, params?: readonly unknown[]) => {
-      if (!text.includes('RETURNING level, idx') || !params) return Promise.resolve({ rows: [] as R[] });
+      if (!(text.includes('RETURNING level, idx') || text.includes('audit_append(')) || !params) return Promise.resolve({ rows: [] as R[] });
       const [levels, indexes, hashes] = params.slice(-3) as [number[], number[], Buffer[]];
       const rows = levels.map((level, i) => {
         const key = `${level}/${indexes[i]}`;
@@ -36,6 +36,13 @@ function gatedDatabase() {
   const db: Database = {
     kind: 'postgres',
     ...tx,
+    // The writer's one-statement append (migration 012) is its own transaction: gated like one.
+    async query<R>(text: string, params?: readonly unknown[]) {
+      if (!text.includes('audit_append(')) return tx.query<R>(text, params);
+      ranUnder.push(currentDeadline());
+      await gate.promise;
+      return tx.query<R>(text, params);
+    },
     async transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
       ranUnder.push(currentDeadline());
       await gate.promise;
