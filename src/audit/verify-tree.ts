@@ -65,9 +65,20 @@ const seqOf = (level: number, index: number, position: number): number => (index
  * the root of every signed checkpoint note at its size. Streams the records a page at a time and
  * keeps only the tree's right edge in memory. Reports the lowest seq under a bad hash.
  */
+/**
+ * Where the walk over `audit_log` starts when a prefix of the log was archived (docs/archives.md):
+ * either the archived records' leaf hashes, fed in order by `leaves` (the archive verifier reads
+ * them from the segments: every tile and checkpoint root over them is checked as over records in
+ * the database), or only the stored tree's `edge` at the archive's end (the archived prefix is then
+ * not checked: its checkpoint roots are skipped).
+ */
+export type TreePrefix =
+  | { size: number; leaves: (sink: (leaves: Buffer[]) => Promise<void>) => Promise<void> }
+  | { size: number; edge: TreeEdge };
+
 export async function verifyTree(
   db: Pick<Queryable, 'query'>,
-  options: { roots: ReadonlyMap<number, Buffer>; batchSize?: number; slicer?: TimeSlicer },
+  options: { roots: ReadonlyMap<number, Buffer>; batchSize?: number; slicer?: TimeSlicer; prefix?: TreePrefix | undefined },
 ): Promise<TreeResult> {
   const pageSize = options.batchSize ?? 5000;
   const slicer = options.slicer ?? new TimeSlicer();
@@ -75,11 +86,12 @@ export async function verifyTree(
   const cursors = new Map<number, TileCursor>();
   const cursor = (level: number) => cursors.get(level) ?? cursors.set(level, new TileCursor(db, level)).get(level)!;
   const findings: TreeFinding[] = [];
-  const checkpointSizes = [...options.roots.keys()].filter((size) => size <= storedSize).sort((a, b) => a - b);
+  const skipped = options.prefix && 'edge' in options.prefix ? options.prefix.size : 0;
+  const checkpointSizes = [...options.roots.keys()].filter((size) => size <= storedSize && size > skipped).sort((a, b) => a - b);
   let nextCheckpoint = 0;
   let tilesChecked = 0;
   let rootsChecked = 0;
-  let lastGoodRoot = 0;
+  let lastGoodRoot = skipped;
   let rootMismatch: (TreeFinding & { through: number }) | undefined;
 
   const compare = (tile: Tile, stored: Buffer | undefined): void => {
@@ -92,7 +104,7 @@ export async function verifyTree(
     findings.push({ seq, problem: 'tile_mismatch', detail: `tile ${tile.level}/${tile.index} ${what}` });
   };
 
-  let edge = TreeEdge.empty();
+  let edge = options.prefix && 'edge' in options.prefix ? options.prefix.edge : TreeEdge.empty();
   const grow = async (leaves: Buffer[]): Promise<void> => {
     const { edge: next, tiles } = await edge.append(leaves);
     // Full tiles are final: compare them now. Partial ones only at the end, at the stored size.
@@ -118,8 +130,21 @@ export async function verifyTree(
     }
   };
 
+  let walked = edge.size;
+  /** Appends leaves up to each checkpoint size exactly, so that every signed root is compared. */
+  const feed = async (incoming: Buffer[]): Promise<void> => {
+    let rest = incoming;
+    while (rest.length > 0) {
+      const cut = checkpointSizes[nextCheckpoint];
+      const take = cut !== undefined && cut > walked && cut - walked < rest.length ? cut - walked : rest.length;
+      walked += take;
+      await grow(rest.slice(0, take));
+      rest = rest.slice(take);
+    }
+  };
+  if (options.prefix && 'leaves' in options.prefix) await options.prefix.leaves(feed);
+
   // Walk the records up to the stored tree's size, cutting at each checkpoint size.
-  let walked = 0;
   let gap = false;
   while (walked < storedSize && !gap) {
     const { rows } = await db.query<ChainRecord>(CANONICAL_SELECT, [walked, Math.min(pageSize, storedSize - walked)]);
@@ -170,7 +195,7 @@ export async function verifyTree(
   const result: TreeResult = {
     valid: !first,
     tree_size: storedSize,
-    leaves_checked: walked,
+    leaves_checked: walked - skipped,
     tiles_checked: tilesChecked,
     roots_checked: rootsChecked,
   };

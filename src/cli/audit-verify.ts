@@ -7,11 +7,22 @@ import { parseVerifierKey } from '../audit/note.js';
 import { loadCheckpoints, verifyChain, type VerifyResult } from '../audit/verify-chain.js';
 import { verifyExportFile, type ExportResult } from '../audit/verify-export.js';
 import { verifyChainParallel } from '../audit/verify-parallel.js';
-import { verifyTree, type TreeResult } from '../audit/verify-tree.js';
+import { verifyTree, type TreePrefix, type TreeResult } from '../audit/verify-tree.js';
+import {
+  checkHotContinuity,
+  readArchiveRows,
+  readTreeEdgeAt,
+  verifyArchiveDirectory,
+  verifyArchiveRows,
+  type ArchiveEnd,
+  type ArchiveResult,
+  type ArchiveRow,
+} from '../audit/verify-archive.js';
 import { checkWitnessFlags, describeWitnessCheck, WITNESS_USAGE, type WitnessCheckResult } from '../audit/witness-check.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
 
-const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE] [--origin NAME] [--json]
+const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE]
+       [--archive DIR]... [--origin NAME] [--json]
 
 Verifies the audit log: the hash chain, the Merkle tree (every tile recomputed from the records,
 the root of every signed checkpoint), the signed checkpoints, and the checkpoint export file.
@@ -27,6 +38,11 @@ Every input is a flag: nothing is read from the environment or the gateway's con
                           the table's, its line chain is checked, and that it holds every checkpoint
                           of the table from its first line on. Repeat it for a rotated file, oldest
                           first: the files are read as one
+  --archive DIR           an archive directory of npm run audit:archive (repeatable): every segment's
+                          signed manifest, records file and records are verified from the genesis on,
+                          chained to each other and to the log in the database. Without it, a log
+                          whose prefix was archived is verified from the last recorded manifest on
+                          (the manifests are checked, the archived records are not)
   --origin NAME           checkpoint notes must name this log (a verifier key sets it too)
   --json                  print the result as JSON
 ${WITNESS_USAGE}
@@ -37,12 +53,14 @@ Exit status: 0 intact, 1 tampered (the first bad seq and the problem printed), 2
 /** The command line could not be used: printed with the usage, exit 2. */
 class UsageError extends Error {}
 
-type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem'] | WitnessCheckResult['problem']>;
+type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem'] | WitnessCheckResult['problem'] | ArchiveResult['problem']>;
 
 /** What `--json` prints: the chain's result with the first problem of all checks, and each check's own. */
 interface AuditVerifyResult extends Omit<VerifyResult, 'problem'> {
   problem?: Problem;
   tree: TreeResult;
+  /** When a prefix of the log is archived, or `--archive` was given: what was checked of it. */
+  archive?: ArchiveResult;
   export?: ExportResult;
   witnesses?: WitnessCheckResult;
 }
@@ -104,6 +122,26 @@ function firstProblem(parts: ReadonlyArray<{ first_invalid_seq?: number; problem
   return first;
 }
 
+/** The archive's rows; none before migration 010. */
+async function archiveRows(db: Database): Promise<ArchiveRow[]> {
+  const { rows } = await db.query<{ ready: boolean }>(`SELECT to_regclass('audit_archives') IS NOT NULL AS ready`);
+  return rows[0]?.ready ? readArchiveRows(db) : [];
+}
+
+/** The archive's result with the check that the hot log continues it (the lower bad seq wins). */
+async function withHotContinuity(db: Database, archived: { result: ArchiveResult; end: ArchiveEnd }): Promise<ArchiveResult> {
+  const hot = await checkHotContinuity(db, archived.end);
+  if (!hot || (archived.result.first_invalid_seq !== undefined && archived.result.first_invalid_seq <= hot.seq)) return archived.result;
+  return { ...archived.result, valid: false, first_invalid_seq: hot.seq, problem: hot.problem, detail: hot.detail };
+}
+
+function describeArchive(a: ArchiveResult): string {
+  if (a.last_seq === 0) return 'archive: none';
+  return a.records_checked
+    ? `archive: ${a.segments} segments, records 1..${a.last_seq} rehashed from the files (${a.checkpoints_checked} checkpoints inside)`
+    : `archive: records 1..${a.last_seq} archived in ${a.segments} segments, manifests checked, records not (give --archive DIR)`;
+}
+
 /** `npm run audit:verify`: exit 0 when intact, 1 with the first bad seq when not, 2 when it could not run. */
 async function run(): Promise<number> {
   const { values } = parseArgs({
@@ -118,6 +156,7 @@ async function run(): Promise<number> {
       help: { type: 'boolean' },
       witness: { type: 'string', multiple: true },
       'witness-state': { type: 'string', multiple: true },
+      archive: { type: 'string', multiple: true },
     },
   });
   if (values.help) {
@@ -130,19 +169,35 @@ async function run(): Promise<number> {
   const checkpointFiles = values['checkpoint-file'] ?? [];
   for (const file of checkpointFiles) if (!fs.existsSync(file)) throw new UsageError(`--checkpoint-file ${file} does not exist`);
   const checkpointFile = checkpointFiles.length > 0 ? checkpointFiles : undefined;
+  const archiveDirs = values.archive ?? [];
+  for (const dir of archiveDirs) if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--archive ${dir} is not a directory`);
 
   const db = await openDatabase(values);
   try {
     const started = performance.now();
     const options = { trustedKeys: trusted.keys, origin: trusted.origin, ...(checkpointFile !== undefined ? { checkpointFile } : {}) };
     const checkpoints = await loadCheckpoints(db, options);
+    // The archived prefix (docs/archives.md): from the files with --archive, else from the recorded manifests.
+    const rows = await archiveRows(db);
+    let archived: { result: ArchiveResult; end: ArchiveEnd } | undefined;
+    let prefix: TreePrefix | undefined;
+    if (archiveDirs.length > 0) {
+      const archiveOptions = { trustedKeys: trusted.keys, origin: trusted.origin, checkpoints: checkpoints.trusted, rows };
+      prefix = { size: rows.at(-1)?.last_seq ?? 0, leaves: async (sink) => void (archived = await verifyArchiveDirectory(db, archiveDirs, { ...archiveOptions, onLeaves: sink })) };
+    } else if (rows.length > 0) {
+      archived = await verifyArchiveRows(db, { trustedKeys: trusted.keys, origin: trusted.origin }, rows);
+      prefix = { size: archived.end.seq, edge: await readTreeEdgeAt(db, archived.end.seq) };
+    }
+    const tree = await verifyTree(db, { roots: checkpoints.roots, prefix });
+    const archive = archived ? await withHotContinuity(db, archived) : undefined;
+    const startAfter = archived && archived.end.seq > 0 ? archived.end : undefined;
     // On PostgreSQL the chain is cut into ranges checked on every core; PGlite serves one connection.
     const url = values['database-url'];
-    const chain = url ? await verifyChainParallel(db, { ...options, checkpoints, url }) : await verifyChain(db, { ...options, checkpoints });
-    const tree = await verifyTree(db, { roots: checkpoints.roots });
+    const chainOptions = { ...options, checkpoints, ...(startAfter ? { startAfter } : {}) };
+    const chain = url ? await verifyChainParallel(db, { ...chainOptions, url }) : await verifyChain(db, chainOptions);
     const exported = checkpointFile !== undefined ? await verifyExportFile(db, checkpointFile) : undefined;
     const witnessed = await checkWitnessFlags(db, values, trusted);
-    const first = firstProblem([chain, tree, exported, witnessed]);
+    const first = firstProblem([archive, chain, tree, exported, witnessed]);
     const result: AuditVerifyResult = {
       ...chain,
       valid: first === undefined,
@@ -151,6 +206,7 @@ async function run(): Promise<number> {
       detail: undefined,
       ...(first ?? {}),
       tree,
+      ...(archive ? { archive } : {}),
       ...(exported ? { export: exported } : {}),
       ...(witnessed ? { witnesses: witnessed } : {}),
     };
@@ -163,6 +219,7 @@ async function run(): Promise<number> {
       console.log(
         `audit chain intact: ${chain.checked} records, head seq ${chain.head_seq}, ${chain.checkpoints_checked} signed checkpoints matched; ` +
           `Merkle tree of ${tree.tree_size} leaves recomputed (${tree.tiles_checked} tiles, ${tree.roots_checked} checkpoint roots, root ${tree.root ?? '-'})` +
+          (archive ? `; ${describeArchive(archive)}` : '') +
           (exported ? `; export file: ${exported.lines} lines, ${exported.chained_lines} chained, none missing` : '; no export file given') +
           (witnessed ? `; ${describeWitnessCheck(witnessed)}` : '') +
           ` (${seconds.toFixed(2)} s)`,
