@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Logger } from 'pino';
+import { delayUnlessAborted } from '../delay.js';
 
 /**
  * Delivers each raised alert to `AUDIT_ALERT_WEBHOOK_URL` as a JSON POST, signed with
@@ -68,17 +69,6 @@ export function createWebhookDelivery(options: WebhookOptions): WebhookDelivery 
     for (const l of listeners) l(reason);
   };
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        closing.signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      closing.signal.addEventListener('abort', done, { once: true });
-    });
-
   async function deliver(item: { alertId: string; body: string }): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { 'content-type': 'application/json', [ALERT_ID_HEADER]: item.alertId };
@@ -104,7 +94,7 @@ export function createWebhookDelivery(options: WebhookOptions): WebhookDelivery 
       const last = attempt >= options.retries || closing.signal.aborted;
       options.logger.warn({ alert_id: item.alertId, attempt: attempt + 1, reason, status, gave_up: last }, 'alert webhook delivery failed');
       if (last) return;
-      await sleep(backoff(attempt));
+      await delayUnlessAborted(backoff(attempt), closing.signal);
     }
   }
 

@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/database.js';
 import type { ChainRecord } from './canonical.js';
+import { delayUnlessAborted } from '../delay.js';
 
 /**
  * Following the audit log in seq order, for the processes that act on each record after it is
@@ -161,18 +162,6 @@ export interface LeadOptions {
   onError?: (err: unknown) => void;
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-
 /**
  * Runs `work` whenever this process holds the lease: stands by while another holder's lease
  * runs, takes over when it runs out, renews while working, and aborts `work`'s signal as soon as
@@ -189,7 +178,7 @@ export async function lead(db: Pick<Queryable, 'query'>, options: LeadOptions, w
       options.onError?.(err);
     }
     if (!lease) {
-      await sleep(options.ttlMs / 3, signal);
+      await delayUnlessAborted(options.ttlMs / 3, signal);
       continue;
     }
     const term = new AbortController();
@@ -220,7 +209,7 @@ export async function lead(db: Pick<Queryable, 'query'>, options: LeadOptions, w
       await releaseLease(db, held).catch((err: unknown) => options.onError?.(err));
       return;
     }
-    await sleep(Math.min(1000, options.ttlMs / 3), signal);
+    await delayUnlessAborted(Math.min(1000, options.ttlMs / 3), signal);
   }
 }
 
@@ -250,7 +239,7 @@ export async function follow(
   while (!options.signal.aborted) {
     const records = await readRecordsAfter(db, at, options.pageSize);
     if (records.length === 0) {
-      await sleep(options.idleMs, options.signal);
+      await delayUnlessAborted(options.idleMs, options.signal);
       continue;
     }
     await handle(records);

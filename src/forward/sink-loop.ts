@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.js';
+import { delayUnlessAborted } from '../delay.js';
 import { FollowGapError, LeaseLostError, readCursor, readRecordsAfter, saveCursor, type Lease, type StoredRecord } from '../audit/follow.js';
 import type { Formatted } from './formats/index.js';
 import type { Sink } from './sink.js';
@@ -43,18 +44,6 @@ export interface SinkLoopEvents {
 
 /** The cursor's name for a sink. */
 export const cursorName = (sink: string): string => `forward:${sink}`;
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 /** Exponential backoff with jitter: between half and all of min(max, initial·2^(attempt−1)). */
 export function backoffMs(attempt: number, retry: { initial_ms: number; max_ms: number }, random: () => number = Math.random): number {
@@ -110,7 +99,7 @@ async function pass(o: SinkLoopOptions, cursor: string): Promise<void> {
       if (records.length === 0) {
         ahead.length = 0;
         while (inflight.length > 0) await settleOldest();
-        await sleep(o.idleMs, o.signal);
+        await delayUnlessAborted(o.idleMs, o.signal);
         readAhead(1);
         continue;
       }
@@ -165,13 +154,13 @@ export async function runSinkLoop(o: SinkLoopOptions): Promise<void> {
             if (saveError instanceof LeaseLostError) throw saveError;
           }
         }
-        await sleep(o.retry.max_ms, o.signal);
+        await delayUnlessAborted(o.retry.max_ms, o.signal);
         continue;
       }
       attempt += 1;
       const wait = backoffMs(attempt, o.retry);
       o.events.failed(err, attempt, wait);
-      await sleep(wait, o.signal);
+      await delayUnlessAborted(wait, o.signal);
     }
   }
 }
