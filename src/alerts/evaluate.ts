@@ -1,4 +1,5 @@
 import type { StoredRecord } from '../audit/follow.js';
+import { USER_CHANGE_EVENT_TYPES, type AuditEventType } from '../audit/vocabulary.js';
 import { ipLimitKey } from '../lockout/lockout-service.js';
 import type { AlertRules, OffHoursRule, RuleName, Weekday } from './rules.js';
 
@@ -34,16 +35,7 @@ export interface Trigger {
 }
 
 /** The admin actions `admin_off_hours` watches: changes to users, roles, locks and factors (docs/api.md). */
-export const ADMIN_EVENT_TYPES: ReadonlySet<string> = new Set([
-  'user.created',
-  'user.disabled',
-  'user.enabled',
-  'user.roles_changed',
-  'user.password_reset',
-  'user.mfa_reset',
-  'user.sessions_revoked',
-  'lockout.cleared',
-]);
+export const ADMIN_EVENT_TYPES: ReadonlySet<string> = new Set<AuditEventType>([...USER_CHANGE_EVENT_TYPES, 'lockout.cleared']);
 
 interface Entry {
   seq: number;

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { z } from 'zod';
+import { ALERT_RULE_NAMES } from '../audit/vocabulary.js';
 
 /**
  * The alert rules file (`AUDIT_ALERT_RULES_FILE`, docs/alerts.md): which rules run, their
@@ -9,14 +10,7 @@ import { z } from 'zod';
  * docs/alerts.md, and without the variable every default applies.
  */
 
-export const RULE_NAMES = [
-  'password_spraying',
-  'credential_stuffing',
-  'lockout_storm',
-  'success_after_failures',
-  'new_device',
-  'admin_off_hours',
-] as const;
+export const RULE_NAMES = ALERT_RULE_NAMES;
 
 export type RuleName = (typeof RULE_NAMES)[number];
 export type Severity = 'low' | 'medium' | 'high' | 'critical';

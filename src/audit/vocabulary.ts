@@ -42,6 +42,27 @@ export const AUDIT_EVENT_TYPES = [
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
+/** Changes an administrator (or `npm run user`) makes to accounts. */
+export const USER_CHANGE_EVENT_TYPES = [
+  'user.created',
+  'user.disabled',
+  'user.enabled',
+  'user.roles_changed',
+  'user.password_reset',
+  'user.mfa_reset',
+  'user.sessions_revoked',
+] as const satisfies readonly AuditEventType[];
+
+/** The alert rules (src/alerts/rules.ts): an `alert.raised` record's reason names its rule. */
+export const ALERT_RULE_NAMES = [
+  'password_spraying',
+  'credential_stuffing',
+  'lockout_storm',
+  'success_after_failures',
+  'new_device',
+  'admin_off_hours',
+] as const;
+
 /** Why a decision went as it did, beyond a refusal's problem code. */
 const DECISION_REASONS = [
   // wrong or unusable secrets
@@ -74,13 +95,8 @@ const DECISION_REASONS = [
   'witness_fork',
   'witness_inconsistent',
   'witness_rejected',
-  // the rule an alert was raised by (src/alerts/rules.ts)
-  'password_spraying',
-  'credential_stuffing',
-  'lockout_storm',
-  'success_after_failures',
-  'new_device',
-  'admin_off_hours',
+  // the rule an alert was raised by
+  ...ALERT_RULE_NAMES,
 ] as const;
 
 /**

@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/database.js';
 import { sqlTimestamp } from '../audit/clock.js';
+import { USER_CHANGE_EVENT_TYPES } from '../audit/vocabulary.js';
 import type {
   Actor,
   Alert,
@@ -23,16 +24,6 @@ import type {
 /** Sign-in attempts: a password or second factor checked at login. */
 export const LOGIN_EVENT_TYPES = ['login.succeeded', 'login.failed', 'login.mfa_required', 'mfa.replayed'] as const;
 
-/** Changes an administrator (or `npm run user`) makes to accounts. */
-export const USER_CHANGE_EVENT_TYPES = [
-  'user.created',
-  'user.disabled',
-  'user.enabled',
-  'user.roles_changed',
-  'user.password_reset',
-  'user.mfa_reset',
-  'user.sessions_revoked',
-] as const;
 
 /** Reads of the log itself (the security API, exports, earlier reports). */
 export const LOG_READ_EVENT_TYPES = ['audit.queried', 'audit.exported'] as const;
