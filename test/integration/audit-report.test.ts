@@ -6,12 +6,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ScureBase32Plugin } from 'otplib';
 import request from 'supertest';
-import { chainHash, type ChainRecord } from '../../src/audit/canonical.js';
 import { createChainWriter } from '../../src/audit/chain-writer.js';
 import { createCheckpointer, loadSigningKey, readCheckpointNote } from '../../src/audit/checkpoints.js';
-import { formatMicros } from '../../src/audit/clock.js';
 import { cosign, parseVerifierKey, verifierKey } from '../../src/audit/note.js';
-import { backfillTree } from '../../src/audit/tree.js';
 import { storeCosignatures } from '../../src/audit/witness-cosignatures.js';
 import { createEmbeddedDatabase } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
@@ -19,7 +16,6 @@ import { createLogger } from '../../src/logger.js';
 import { totpCode } from '../../src/mfa/totp.js';
 import { auditReportCli } from '../../src/report/cli.js';
 import type { ReportData } from '../../src/report/model.js';
-import { normalizeUsername } from '../../src/users/usernames.js';
 import { chainTail } from '../helpers/chain-fixture.js';
 import { sampleEvent } from '../helpers/events.js';
 import { adminQuery, asSuperuser, urlFor } from '../helpers/postgres.js';
@@ -351,33 +347,16 @@ describe('npm run audit:report on PostgreSQL: a period of real gateway traffic',
   });
 
   it('when alerts were raised in the period and --max-rows cuts the lists, then alerts are listed escaped and counts stay exact', async () => {
-    // alert.raised is not in this branch's vocabulary: append one correctly chained record as the
-    // alerting code would, and give it its Merkle leaf as the start-up backfill does.
-    const tail = await chainTail(gw.t.db);
-    const record: ChainRecord = {
-      seq: tail.seq + 1,
-      event_id: crypto.randomUUID(),
-      occurred_at: formatMicros(BigInt(Date.now()) * 1000n),
-      event_type: 'alert.raised',
+    // Raised as the alert engine raises one: through the chain writer.
+    const raised = await gw.services.writer.recordEvent({
+      eventType: 'alert.raised',
       outcome: 'failure',
       reason: 'password_spraying',
       username: XSS_USERNAME,
-      user_id: null,
       ip: '192.0.2.7',
-      user_agent: null,
-      device_id: null,
-      mfa_method: null,
-      session_id: null,
-      request_id: null,
-      actor_id: null,
-      details: JSON.stringify({ secretish: 'never shown' }),
-    };
-    await gw.t.db.query(
-      `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, ip, details, prev_hash, hash, account)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-      [record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason, record.username, record.ip, record.details, tail.hash, chainHash(tail.hash, record), normalizeUsername(XSS_USERNAME)],
-    );
-    await backfillTree(gw.t.db);
+      details: { secretish: 'never shown' },
+    });
+    const record = { seq: raised.seq, occurred_at: raised.occurredAt };
     await pause(5);
     const dir = path.join(work, 'alerts');
     const run = await cli(['--from', period.from, '--to', new Date().toISOString(), '--out', dir, '--max-rows', '1', ...flags()]);
