@@ -140,15 +140,20 @@ export function accountRoutes(services: Services): Router {
     res.set('Cache-Control', 'no-store').json({ recovery_codes: codes });
   };
 
-  const disable: RequestHandler = async (req, res) => {
-    const user = await currentUser(services, res);
+  /** The proof that changing an enabled factor asks for: its current code, and the password unless the login is recent. */
+  function proveWithCurrentCode(req: Request, res: Response, user: UserRow): Promise<Record<string, unknown> | null> {
     const body = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator (and current_password unless you logged in within 5 minutes)');
-    const details = await prove(req, res, user, {
+    return prove(req, res, user, {
       password: body.current_password,
       passwordRequired: false,
       mfaMethod: 'totp',
       checkCode: currentCode(user.id, body.otp),
     });
+  }
+
+  const disable: RequestHandler = async (req, res) => {
+    const user = await currentUser(services, res);
+    const details = await proveWithCurrentCode(req, res, user);
     await mfa.disable(user.id);
     // Sessions that were authenticated with the factor just removed must not keep `amr: otp`.
     const revoked = await services.refreshTokens.revokeAllForUser(user.id, 'mfa_disabled');
@@ -158,13 +163,7 @@ export function accountRoutes(services: Services): Router {
 
   const regenerateRecoveryCodes: RequestHandler = async (req, res) => {
     const user = await currentUser(services, res);
-    const body = parseInput(otpBody, req.body, 'send otp, the current code of the authenticator (and current_password unless you logged in within 5 minutes)');
-    const details = await prove(req, res, user, {
-      password: body.current_password,
-      passwordRequired: false,
-      mfaMethod: 'totp',
-      checkCode: currentCode(user.id, body.otp),
-    });
+    const details = await proveWithCurrentCode(req, res, user);
     const codes = await mfa.regenerateRecoveryCodes(user.id);
     await record(req, res, user, { eventType: 'mfa.recovery_codes_regenerated', outcome: 'success', mfaMethod: 'totp', details: { ...details, recovery_codes: codes.length } });
     res.set('Cache-Control', 'no-store').json({ recovery_codes: codes });
