@@ -4,9 +4,9 @@ import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
 import { currentDeadline, outsideDeadline } from '../deadline.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH, recordHashes, type ChainRecord } from './canonical.js';
-import { createMicrosecondClock } from './clock.js';
+import { createMicrosecondClock, sqlTimestamp } from './clock.js';
 import { toChainRecord, type AuditEvent } from './record.js';
-import { TreeCorruptError, checkTileWidths, extendFromLog, readTreeEdge, tileParams, upsertTilesSql, type TreeEdge } from './tree.js';
+import { TreeCorruptError, checkTileWidths, extendFromLog, readTreeEdge, tileParams, type TreeEdge } from './tree.js';
 
 export type AuditErrorCode = 'ERR_AUDIT_UNAVAILABLE' | 'ERR_AUDIT_CLOSED';
 
@@ -111,20 +111,6 @@ const COLUMNS = [
   'account',
 ] as const;
 
-/** The type of each of {@link COLUMNS}, for its unnest array. */
-const COLUMN_TYPES = [
-  'bigint', 'uuid', 'timestamptz', 'text', 'text', 'text', 'text', 'uuid', 'inet',
-  'text', 'text', 'text', 'uuid', 'text', 'uuid', 'json', 'bytea', 'bytea',
-  'text',
-] as const;
-
-/** The records' unnest, their arrays numbered from `$first`. */
-const unnestRecords = (first: number): string => `unnest(${COLUMN_TYPES.map((type, i) => `$${first + i}::${type}[]`).join(', ')})`;
-
-/** One statement per batch: the records, and the tiles they grow (returning the tiles' stored widths). */
-const APPEND_SQL = `WITH logged AS (INSERT INTO audit_log (${COLUMNS.join(', ')}) SELECT * FROM ${unnestRecords(1)})
-  ${upsertTilesSql(COLUMNS.length + 1)}`;
-
 /**
  * The whole append as one autocommitted statement (migration 012's `audit_append`): the lock, the
  * head check, the records, the tiles and the commit happen in the server without a round trip,
@@ -137,17 +123,10 @@ function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Reads the chain head; callers hold {@link AUDIT_CHAIN_LOCK} when they will append after it. */
-export async function readChainHead(db: Pick<Queryable, 'query'>): Promise<ChainHead> {
-  const { head } = await readHeadWithTime(db);
-  return head;
-}
-
-/** The head and its `occurred_at` (canonical text; '' for an empty log). */
+/** The head and its `occurred_at` (canonical text; '' for an empty log); callers hold {@link AUDIT_CHAIN_LOCK} when they will append after it. */
 async function readHeadWithTime(db: Pick<Queryable, 'query'>): Promise<{ head: ChainHead; lastAt: string }> {
   const { rows } = await db.query<{ seq: number; hash: Uint8Array; at: string }>(
-    `SELECT seq, hash, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
-       FROM audit_log ORDER BY seq DESC LIMIT 1`,
+    `SELECT seq, hash, ${sqlTimestamp('occurred_at')} AS at FROM audit_log ORDER BY seq DESC LIMIT 1`,
   );
   const head = rows[0];
   return head ? { head: { seq: head.seq, hash: toBuffer(head.hash) }, lastAt: head.at } : { head: { seq: 0, hash: GENESIS_HASH }, lastAt: '' };
@@ -226,10 +205,12 @@ async function appendAtHead(
   let edge = known?.edge.size === head.seq ? known.edge : await readTreeEdge(tx);
   if (edge.size > head.seq) throw new TreeCorruptError(`the Merkle tree covers ${edge.size} records but the log ends at ${head.seq}`);
   if (edge.size < head.seq) edge = await extendFromLog(tx, edge, head.seq);
-  const batch = await prepareBatch(records, { head, lastAt, edge });
-  const { rows } = await tx.query<{ level: number; idx: number; n: number }>(APPEND_SQL, [...batch.columns, ...tileParams(edge.size, batch.tiles)]);
-  checkTileWidths(batch.tiles, rows);
-  return { committed: batch.committed, state: batch.next };
+  const state = { head, lastAt, edge };
+  const batch = await prepareBatch(records, state);
+  // The same append as the usual path, inside this transaction (it takes the lock again, which an advisory lock allows).
+  const next = await appendAfter(tx, state, batch);
+  if (!next) throw new Error(`the chain head moved from ${head.seq} while its lock was held`);
+  return { committed: batch.committed, state: next };
 }
 
 /**
