@@ -2,6 +2,8 @@ import type { Queryable } from '../db/database.js';
 import { loadCheckpoints, summarizeWalks, walkRange, type VerifyOptions, type VerifyResult } from './verify-chain.js';
 import { GENESIS_HASH } from './canonical.js';
 import { verifyTree, type TreeResult } from './verify-tree.js';
+import { verifyExportFile, type ExportResult } from './verify-export.js';
+import { verifyChainParallel } from './verify-parallel.js';
 
 /**
  * Hands pages of leaf hashes from the chain walk to the tree check, both running on one thread:
@@ -67,4 +69,24 @@ export async function verifyChainAndTree(
   // records, so its findings are exactly those of a separate run.
   const tree = outcome.broken ? await verifyTree(db, { roots }) : fed;
   return { chain, tree };
+}
+
+/**
+ * Everything a full verification of the database checks, as `npm run audit:verify` and the
+ * compliance report run it: the checkpoints (table and export file), the chain, the tree, and the
+ * export file's own line chain. With `url` (PostgreSQL), the chain is cut into ranges checked on
+ * every core and the tree is checked after it; without (PGlite serves one connection), one pass
+ * reads each record once for both.
+ */
+export async function verifyDatabase(
+  db: Pick<Queryable, 'query'>,
+  options: Pick<VerifyOptions, 'trustedKeys' | 'origin'> & { checkpointFiles: readonly string[]; url?: string | undefined },
+): Promise<{ chain: VerifyResult; tree: TreeResult; exported: ExportResult | undefined }> {
+  const verifyOptions = { trustedKeys: options.trustedKeys, origin: options.origin, ...(options.checkpointFiles.length > 0 ? { checkpointFile: options.checkpointFiles } : {}) };
+  const checkpoints = await loadCheckpoints(db, verifyOptions);
+  const { chain, tree } = options.url
+    ? { chain: await verifyChainParallel(db, { ...verifyOptions, checkpoints, url: options.url }), tree: await verifyTree(db, { roots: checkpoints.roots }) }
+    : await verifyChainAndTree(db, { ...verifyOptions, checkpoints });
+  const exported = options.checkpointFiles.length > 0 ? await verifyExportFile(db, options.checkpointFiles) : undefined;
+  return { chain, tree, exported };
 }

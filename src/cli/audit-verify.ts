@@ -4,11 +4,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { keyIdOf, trustedKeyFrom } from '../audit/checkpoints.js';
 import { parseVerifierKey } from '../audit/note.js';
-import { loadCheckpoints, type VerifyResult } from '../audit/verify-chain.js';
-import { verifyExportFile, type ExportResult } from '../audit/verify-export.js';
-import { verifyChainParallel } from '../audit/verify-parallel.js';
-import { verifyTree, type TreeResult } from '../audit/verify-tree.js';
-import { verifyChainAndTree } from '../audit/verify-both.js';
+import type { VerifyResult } from '../audit/verify-chain.js';
+import type { ExportResult } from '../audit/verify-export.js';
+import type { TreeResult } from '../audit/verify-tree.js';
+import { verifyDatabase } from '../audit/verify-both.js';
 import { checkWitnessFlags, describeWitnessCheck, WITNESS_USAGE, type WitnessCheckResult } from '../audit/witness-check.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
 
@@ -130,20 +129,11 @@ async function run(): Promise<number> {
   const trusted = loadKeys(keyArgs, values.origin);
   const checkpointFiles = values['checkpoint-file'] ?? [];
   for (const file of checkpointFiles) if (!fs.existsSync(file)) throw new UsageError(`--checkpoint-file ${file} does not exist`);
-  const checkpointFile = checkpointFiles.length > 0 ? checkpointFiles : undefined;
 
   const db = await openDatabase(values);
   try {
     const started = performance.now();
-    const options = { trustedKeys: trusted.keys, origin: trusted.origin, ...(checkpointFile !== undefined ? { checkpointFile } : {}) };
-    const checkpoints = await loadCheckpoints(db, options);
-    // On PostgreSQL the chain is cut into ranges checked on every core, then the tree is checked;
-    // PGlite serves one connection, so one pass reads each record once for both.
-    const url = values['database-url'];
-    const { chain, tree } = url
-      ? { chain: await verifyChainParallel(db, { ...options, checkpoints, url }), tree: await verifyTree(db, { roots: checkpoints.roots }) }
-      : await verifyChainAndTree(db, { ...options, checkpoints });
-    const exported = checkpointFile !== undefined ? await verifyExportFile(db, checkpointFile) : undefined;
+    const { chain, tree, exported } = await verifyDatabase(db, { trustedKeys: trusted.keys, origin: trusted.origin, checkpointFiles, url: values['database-url'] });
     const witnessed = await checkWitnessFlags(db, values, trusted);
     const first = firstProblem([chain, tree, exported, witnessed]);
     const result: AuditVerifyResult = {

@@ -2,10 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { checkCheckpointSignature, streamCheckpointTable, type Checkpoint } from '../audit/checkpoints.js';
 import { formatMicros, sqlTimestamp } from '../audit/clock.js';
 import { cosignatureTime } from '../audit/note.js';
-import { loadCheckpoints, verifyChain } from '../audit/verify-chain.js';
-import { verifyExportFile } from '../audit/verify-export.js';
-import { verifyChainParallel } from '../audit/verify-parallel.js';
-import { verifyTree } from '../audit/verify-tree.js';
+import { verifyDatabase } from '../audit/verify-both.js';
 import type { Queryable } from '../db/database.js';
 import type { CheckpointEvidence, Cosignature, Integrity } from './model.js';
 
@@ -32,13 +29,7 @@ const defined = <T extends object>(value: T): T => Object.fromEntries(Object.ent
 
 export async function collectIntegrity(db: Pick<Queryable, 'query'>, options: IntegrityOptions): Promise<Integrity> {
   const verifiedAt = formatMicros(BigInt(Date.now()) * 1000n);
-  const verifyOptions = { trustedKeys: options.trustedKeys, origin: options.origin, checkpointFile: options.checkpointFiles };
-  const checkpoints = await loadCheckpoints(db, verifyOptions);
-  const chain = options.url
-    ? await verifyChainParallel(db, { ...verifyOptions, checkpoints, url: options.url })
-    : await verifyChain(db, { ...verifyOptions, checkpoints });
-  const tree = await verifyTree(db, { roots: checkpoints.roots });
-  const exported = options.checkpointFiles.length > 0 ? await verifyExportFile(db, options.checkpointFiles) : undefined;
+  const { chain, tree, exported } = await verifyDatabase(db, options);
 
   const { covering, inside } = await periodCheckpoints(db, options);
   const evidence = await withCosignatures(db, covering ? [...inside.rows, covering] : inside.rows, options);
