@@ -277,3 +277,61 @@ describe('audit archive: monthly partitions archived as signed segments, dropped
     });
   });
 });
+
+/** Records through the chain writer: `perMonth` in each closed month (its partition made first), then `hot` of today. */
+async function seedMonths(db: TestDatabase['db'], months: readonly string[], perMonth: number, hot: number): Promise<void> {
+  for (const month of months) await db.query('SELECT audit_log_add_month($1::timestamptz)', [`${month}-15T00:00:00Z`]);
+  let micros = 0n;
+  const past = createChainWriter(db, { batchMax: 8, writeTimeoutMs: 10_000, clock: () => formatMicros((micros += 1000n)) });
+  for (const [m, month] of months.entries()) {
+    micros = BigInt(Date.parse(`${month}-10T00:00:00Z`)) * 1000n;
+    for (let i = 0; i < perMonth; i++) await past.recordEvent(sampleEvent(m * perMonth + i));
+  }
+  await past.close();
+  const now = createChainWriter(db, { batchMax: 8, writeTimeoutMs: 10_000 });
+  for (let i = 0; i < hot; i++) await now.recordEvent(sampleEvent(i));
+  await now.close();
+}
+
+describe('audit:archive refuses a partition whose records do not verify, and drops nothing of it (exit 1)', () => {
+  const dbs: TestDatabase[] = [];
+  let key: ReturnType<typeof tempSigningKey>;
+  before(() => {
+    key = tempSigningKey();
+  });
+  after(async () => {
+    await Promise.all(dbs.map((d) => d.drop()));
+    fs.rmSync(key.dir, { recursive: true, force: true });
+  });
+
+  const scenario = async (tamper: string, params: unknown[]) => {
+    const t = await createTestDatabase();
+    dbs.push(t);
+    await seedMonths(t.db, ['2026-05', '2026-06'], 10, 2);
+    await asSuperuser(t.name, tamper, params);
+    const dir = path.join(key.dir, `archive-${dbs.length}`);
+    const run = await runTs('src/cli/audit-archive.ts', ['--database-url', t.url, '--signing-key', key.file, '--archive-dir', dir, '--json']);
+    return { t, dir, run, summary: JSON.parse(run.stdout) as { archived: Array<{ segment: string }>; refused?: { partition: string; detail: string } } };
+  };
+
+  it('when a record of a closed month was edited, then that month is refused and neither written nor dropped', async () => {
+    const { t, dir, run, summary } = await scenario(`UPDATE audit_log SET outcome = 'success' WHERE seq = $1`, [5]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.deepEqual(summary.archived, []);
+    assert.equal(summary.refused?.partition, 'audit_log_y2026m05');
+    assert.match(summary.refused!.detail, /record 5 does not hash to its stored hash/);
+    assert.deepEqual(fs.readdirSync(dir), [], 'no segment file, not even a temporary one');
+    const { rows } = await t.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log');
+    assert.equal(rows[0]!.n, 22);
+  });
+
+  it('when a record of a closed month was deleted, then the months before are archived and that month is refused as not dense', async () => {
+    const { t, run, summary } = await scenario('DELETE FROM audit_log WHERE seq = $1', [15]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.deepEqual(summary.archived.map((a) => a.segment), [segmentStem(1, 10)]);
+    assert.equal(summary.refused?.partition, 'audit_log_y2026m06');
+    assert.match(summary.refused!.detail, /not dense/);
+    const { rows } = await t.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log_y2026m06`);
+    assert.equal(rows[0]!.n, 9, 'the refused partition is still there');
+  });
+});
