@@ -179,9 +179,9 @@ export function openManifest(note: string, trusted: ReadonlyMap<string, KeyObjec
 
 const HASH_FIELD = Buffer.from([0, 0, 0, 32]);
 
-/** One entry of a records file: the canonical record and its stored hash as an 18th field. */
-export function encodeEntry(record: ChainRecord, hash: Buffer): Buffer {
-  const canonical = canonicalRecord(record);
+/** One entry of a records file: the canonical record (or its bytes, already encoded) and its stored hash as an 18th field. */
+export function encodeEntry(record: ChainRecord | Buffer, hash: Buffer): Buffer {
+  const canonical = Buffer.isBuffer(record) ? record : canonicalRecord(record);
   return Buffer.concat([canonical, HASH_FIELD, hash], canonical.length + 4 + 32);
 }
 
@@ -271,10 +271,19 @@ function parseEntry(entry: Buffer): ArchiveEntry {
   return { canonical: entry.subarray(0, entry.length - 36), hash, seq: Number(seq), occurredAt };
 }
 
-/** `hash` and Merkle leaf of canonical bytes: SHA-256(prev ‖ canonical) and SHA-256(0x00 ‖ canonical). */
+let scratch = Buffer.allocUnsafe(16 * 1024);
+
+/**
+ * `hash` and Merkle leaf of canonical bytes: SHA-256(prev ‖ canonical) and SHA-256(0x00 ‖
+ * canonical), both one-shot over one copy of the bytes (the leaf from one byte before the record,
+ * set to 0x00), as the chain writer computes them.
+ */
 export function hashCanonical(prev: Buffer, canonical: Buffer): { hash: Buffer; leaf: Buffer } {
-  return {
-    hash: crypto.createHash('sha256').update(prev).update(canonical).digest(),
-    leaf: crypto.createHash('sha256').update(Buffer.of(0)).update(canonical).digest(),
-  };
+  const length = prev.length + canonical.length;
+  if (scratch.length < length) scratch = Buffer.allocUnsafe(Math.max(length, scratch.length * 2));
+  prev.copy(scratch, 0);
+  canonical.copy(scratch, prev.length);
+  const hash = crypto.hash('sha256', scratch.subarray(0, length), 'buffer');
+  scratch[prev.length - 1] = 0x00;
+  return { hash, leaf: crypto.hash('sha256', scratch.subarray(prev.length - 1, length), 'buffer') };
 }

@@ -163,7 +163,7 @@ async function writeRecords(db: Pick<Queryable, 'query'>, partition: string, fro
         const canonical = canonicalRecord(row);
         const { hash, leaf } = hashCanonical(prev, canonical);
         if (!hash.equals(Buffer.from(row.hash))) refuse(`record ${row.seq} does not hash to its stored hash: run npm run audit:verify`);
-        chunks.push(encodeEntry(row, hash));
+        chunks.push(encodeEntry(canonical, hash));
         leaves.push(leaf);
         if (firstOccurredAt === '') firstOccurredAt = row.occurred_at;
         lastOccurredAt = row.occurred_at;

@@ -146,9 +146,17 @@ export async function checkSegmentRecords(file: string, manifest: SegmentManifes
   let recordFinding: ArchiveFinding | undefined;
   let readError: string | undefined;
 
+  // Leaves go into the tree in large batches: each append rebuilds the partial tiles it touches.
+  let leaves: Buffer[] = [];
+  const flush = async (): Promise<void> => {
+    if (leaves.length === 0) return;
+    const batch = leaves;
+    leaves = [];
+    edge = (await edge.append(batch)).edge;
+    await ctx.onLeaves?.(batch);
+  };
   const take = async (entries: ReturnType<EntryReader['push']>): Promise<void> => {
     if (recordFinding || entries.length === 0) return;
-    const leaves: Buffer[] = [];
     for (const entry of entries) {
       if (entry.seq !== expected) {
         recordFinding = { seq: expected, problem: 'archive_records_invalid', detail: `segment ${manifest.segment}: expected record ${expected}, found ${entry.seq}` };
@@ -172,10 +180,7 @@ export async function checkSegmentRecords(file: string, manifest: SegmentManifes
       lastOccurredAt = entry.occurredAt;
       expected += 1;
     }
-    if (leaves.length > 0) {
-      edge = (await edge.append(leaves)).edge;
-      await ctx.onLeaves?.(leaves);
-    }
+    if (leaves.length >= 8192) await flush();
   };
 
   try {
@@ -185,7 +190,7 @@ export async function checkSegmentRecords(file: string, manifest: SegmentManifes
       fileHash.update(bytes);
       fileSize += bytes.length;
     });
-    const gunzip = source.pipe(zlib.createGunzip());
+    const gunzip = source.pipe(zlib.createGunzip({ chunkSize: 256 * 1024 }));
     source.on('error', (err) => gunzip.destroy(err));
     for await (const chunk of gunzip as AsyncIterable<Buffer>) {
       try {
@@ -197,6 +202,7 @@ export async function checkSegmentRecords(file: string, manifest: SegmentManifes
       }
     }
     if (!readError) reader.end();
+    await flush();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     readError = code === 'ENOENT' ? 'the records file is missing' : (err as Error).message;
