@@ -335,3 +335,40 @@ describe('audit:archive refuses a partition whose records do not verify, and dro
     assert.equal(rows[0]!.n, 9, 'the refused partition is still there');
   });
 });
+
+describe('audit:archive after a run that stopped between writing a segment and dropping its partition', () => {
+  let first: TestDatabase;
+  let second: TestDatabase;
+  let key: ReturnType<typeof tempSigningKey>;
+  before(async () => {
+    key = tempSigningKey();
+    first = await createTestDatabase();
+    await seedMonths(first.db, ['2026-05'], 12, 2);
+    await first.db.close();
+    // The same database as it was before the first archive run (a copy), for the run to be repeated on.
+    second = await createTestDatabase({ template: first.name });
+  });
+  after(async () => {
+    await Promise.all([first.drop(), second.drop()]);
+    fs.rmSync(key.dir, { recursive: true, force: true });
+  });
+
+  it('when the segment files are already there, then the verifier ignores them until the database records them, and the next run keeps them (same bytes) and drops the partition', async () => {
+    const dir = path.join(key.dir, 'archive');
+    const run = (t: TestDatabase) => runTs('src/cli/audit-archive.ts', ['--database-url', t.url, '--signing-key', key.file, '--archive-dir', dir, '--json']);
+    assert.equal((await run(first)).code, 0);
+    const written = fs.readdirSync(dir).sort();
+    const bytes = written.map((f) => fs.readFileSync(path.join(dir, f)));
+
+    // `second` has the files of its partition in the directory but no record of them: as after an interrupted run.
+    const verify = await runTs('src/cli/audit-verify.ts', ['--database-url', second.url, '--trusted-key', key.file, '--archive', dir, '--json']);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    assert.equal((JSON.parse(verify.stdout) as { archive: { segments: number } }).archive.segments, 0);
+
+    const again = await run(second);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual((JSON.parse(again.stdout) as { archived: Array<{ segment: string }> }).archived.map((a) => a.segment), [segmentStem(1, 12)]);
+    assert.deepEqual(fs.readdirSync(dir).sort(), written);
+    written.forEach((f, i) => assert.ok(fs.readFileSync(path.join(dir, f)).equals(bytes[i]!), `${f} unchanged`));
+  });
+});
