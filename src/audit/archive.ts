@@ -149,11 +149,13 @@ async function writeRecords(db: Pick<Queryable, 'query'>, partition: string, fro
   };
 
   async function* entries(): AsyncGenerator<Buffer> {
-    let after = from.seq;
-    let pending = db.query<ChainRecord & { prev_hash: Uint8Array; hash: Uint8Array }>(selectPage(partition), [after, pageSize]);
+    let pending = db.query<ChainRecord & { prev_hash: Uint8Array; hash: Uint8Array }>(selectPage(partition), [from.seq, pageSize]);
     for (;;) {
       const { rows } = await pending;
-      if (rows.length === pageSize) pending = db.query(selectPage(partition), [rows[rows.length - 1]!.seq, pageSize]);
+      if (rows.length === pageSize) {
+        pending = db.query(selectPage(partition), [rows[rows.length - 1]!.seq, pageSize]);
+        pending.catch(() => {}); // observed below; a refusal of this page must not leave it rejecting unobserved
+      }
       if (rows.length === 0) return;
       const chunks: Buffer[] = [];
       const leaves: Buffer[] = [];
@@ -171,7 +173,6 @@ async function writeRecords(db: Pick<Queryable, 'query'>, partition: string, fro
         expected += 1;
       }
       await checkLeaves(db, rows[0]!.seq, leaves, partition);
-      after = rows[rows.length - 1]!.seq;
       yield Buffer.concat(chunks);
       if (rows.length < pageSize) return;
     }
