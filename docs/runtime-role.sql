@@ -8,7 +8,7 @@ GRANT SELECT ON schema_migrations TO authtrail_app;
 -- The audit trail: append and read, never change. UPDATE, DELETE and TRUNCATE are not granted,
 -- and the triggers of migration 003 refuse them even to the owner.
 GRANT SELECT, INSERT ON audit_log, audit_checkpoints, audit_cosignatures TO authtrail_app;
--- audit_log is partitioned by month (migration 010, docs/archives.md): the gateway has the coming
+-- audit_log is partitioned by month (migration 013, docs/archives.md): the gateway has the coming
 -- months' partitions made through this function (SECURITY DEFINER: it can make nothing else) and
 -- counts stray rows of the DEFAULT partition; it reads where the hot log starts in audit_archives.
 -- It cannot detach or drop a partition: only the owner can (npm run audit:archive runs as the owner).

@@ -1,5 +1,5 @@
 /**
- * The monthly partitions of `audit_log` (migration 010, docs/archives.md). The gateway has the
+ * The monthly partitions of `audit_log` (migration 013, docs/archives.md). The gateway has the
  * partitions of the current month and of the next months made at start and every hour, so an
  * insert never depends on a partition made at the last moment; a record that still finds no
  * partition lands in the DEFAULT partition, which is reported as an alarm (log and metric) because
@@ -58,7 +58,7 @@ export interface PartitionCheck {
 
 /**
  * Has the partitions of the current UTC month and the `monthsAhead` next ones made (the database
- * function of migration 010, which the runtime role may call), and counts the rows of the DEFAULT
+ * function of migration 013, which the runtime role may call), and counts the rows of the DEFAULT
  * partition.
  */
 export async function ensureAuditPartitions(db: Pick<Queryable, 'query'>, monthsAhead = PARTITION_MONTHS_AHEAD): Promise<PartitionCheck> {

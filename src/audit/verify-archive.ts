@@ -62,7 +62,7 @@ export interface ArchiveResult {
   detail?: string;
 }
 
-/** A row of `audit_archives` (migration 010). */
+/** A row of `audit_archives` (migration 013). */
 export interface ArchiveRow {
   first_seq: number;
   last_seq: number;

@@ -12,12 +12,12 @@ import { loadMigrations, migrate } from '../../src/db/migrate.js';
 import { sampleEvent } from '../helpers/events.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
-describe('migration 010 on a log that already holds records: attached as the legacy partition, nothing copied', () => {
+describe('migration 013 on a log that already holds records: attached as the legacy partition, nothing copied', () => {
   let t: TestDatabase;
   const role = `authtrail_app_${crypto.randomBytes(4).toString('hex')}`;
   before(async () => {
     t = await createTestDatabase({ migrate: false });
-    await migrate(t.db, loadMigrations().filter((m) => m.version < 10));
+    await migrate(t.db, loadMigrations().filter((m) => m.version < 13));
     // Records of May and of today, written by the chain writer against the unpartitioned table.
     let micros = BigInt(Date.parse('2026-05-03T00:00:00Z')) * 1000n;
     const past = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 10_000, clock: () => formatMicros((micros += 1000n)) });
@@ -35,9 +35,9 @@ describe('migration 010 on a log that already holds records: attached as the leg
     await adminQuery(`DROP ROLE IF EXISTS ${role}`);
   });
 
-  it('when migration 010 is applied, then the old table is the legacy partition with every row in place, guarded, indexed and granted as before, and the chain goes on', async () => {
+  it('when migration 013 is applied, then the old table is the legacy partition with every row in place, guarded, indexed and granted as before, and the chain goes on', async () => {
     const { rows: before } = await t.db.query<{ oid: number; n: number }>(`SELECT 'audit_log'::regclass::oid::int AS oid, (SELECT count(*)::int FROM audit_log) AS n`);
-    assert.deepEqual(await migrate(t.db), ['010_audit_partitions']);
+    assert.deepEqual(await migrate(t.db), ['013_audit_partitions']);
     const { rows: legacy } = await t.db.query<{ oid: number; n: number }>(`SELECT 'audit_log_legacy'::regclass::oid::int AS oid, (SELECT count(*)::int FROM audit_log_legacy) AS n`);
     assert.deepEqual(legacy[0], before[0], 'the same table (same oid), the same rows: nothing copied');
 
