@@ -40,7 +40,7 @@ describe('audit archive on the embedded database (PGlite)', () => {
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('when audit:archive runs on a stopped gateway\'s data directory, then both months are archived and dropped, and audit:verify --archive verifies the whole history', async () => {
+  it('when audit:archive runs on a stopped gateway\'s data directory, then both months are archived and dropped, and audit:verify --archive verifies the whole history, the database alone from after the archive', async () => {
     const run = await runTs('src/cli/audit-archive.ts', ['--data-dir', dataDir, '--json']);
     assert.equal(run.code, 0, run.stderr);
     const summary = JSON.parse(run.stdout) as { archived: Array<{ partition: string; first_seq: number; last_seq: number }>; archive_dir: string };
@@ -51,5 +51,11 @@ describe('audit archive on the embedded database (PGlite)', () => {
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     const result = JSON.parse(verify.stdout) as { valid: boolean; head_seq: number; checked: number; archive: { records: number; segments: number } };
     assert.deepEqual([result.valid, result.head_seq, result.checked, result.archive.records, result.archive.segments], [true, 53, 3, 50, 2]);
+
+    // Without --archive: the recorded manifests, then the chain and the tree from the first record in the database.
+    const alone = await runTs('src/cli/audit-verify.ts', ['--data-dir', dataDir, '--trusted-key', keyFile, '--json']);
+    assert.equal(alone.code, 0, alone.stdout + alone.stderr);
+    const database = JSON.parse(alone.stdout) as { valid: boolean; checked: number; tree: { valid: boolean; leaves_checked: number }; archive: { records_checked: boolean; last_seq: number } };
+    assert.deepEqual([database.valid, database.checked, database.tree.valid, database.tree.leaves_checked, database.archive.records_checked, database.archive.last_seq], [true, 3, true, 3, false, 50]);
   });
 });

@@ -4,16 +4,25 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
 import request from 'supertest';
+import { ALERT_CURSOR, ALERT_LEASE, startAlertEngine } from '../../src/alerts/engine.js';
+import { loadAlertRules } from '../../src/alerts/rules.js';
 import { EntryReader, manifestFileName, parseManifestText, recordsFileName, segmentStem, signManifest, type ArchiveEntry } from '../../src/audit/archive-format.js';
 import { createChainWriter } from '../../src/audit/chain-writer.js';
 import { createCheckpointer, readCheckpointNote } from '../../src/audit/checkpoints.js';
 import { formatMicros } from '../../src/audit/clock.js';
+import { FollowGapError, acquireLease, readCursor, readRecordsAfter, releaseLease, saveCursor } from '../../src/audit/follow.js';
 import { leafHash, verifyInclusion } from '../../src/audit/merkle.js';
+import { createVerificationService, type VerificationService } from '../../src/audit/verification.js';
 import { createLogger } from '../../src/logger.js';
-import { tempSigningKey } from '../helpers/audit.js';
+import { auditReportCli } from '../../src/report/cli.js';
+import type { ReportData } from '../../src/report/model.js';
+import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
+import { waitFor } from '../helpers/gateway.js';
 import { adminQuery, asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { ROOT, runTs, type Finished } from '../helpers/processes.js';
 import { createTestGateway, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
@@ -370,5 +379,109 @@ describe('audit:archive after a run that stopped between writing a segment and d
     assert.deepEqual((JSON.parse(again.stdout) as { archived: Array<{ segment: string }> }).archived.map((a) => a.segment), [segmentStem(1, 12)]);
     assert.deepEqual(fs.readdirSync(dir).sort(), written);
     written.forEach((f, i) => assert.ok(fs.readFileSync(path.join(dir, f)).equals(bytes[i]!), `${f} unchanged`));
+  });
+});
+
+describe('after an archive run: followers, the gateway\'s incremental check and the compliance report', () => {
+  let t: TestDatabase;
+  let key: ReturnType<typeof tempSigningKey>;
+  let verification: VerificationService;
+
+  before(async () => {
+    key = tempSigningKey();
+    t = await createTestDatabase();
+    for (const month of ['2026-05', '2026-06']) await t.db.query('SELECT audit_log_add_month($1::timestamptz)', [`${month}-15T00:00:00Z`]);
+    let micros = BigInt(Date.parse('2026-05-10T00:00:00Z')) * 1000n;
+    const clock = () => formatMicros((micros += 1000n));
+    // May's 10 records end at a signed checkpoint; June's 10 have none; then 2 records of today.
+    const may = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 10_000, clock });
+    const checkpointer = createCheckpointer({
+      db: t.db, writer: may, key, file: path.join(key.dir, 'checkpoints.jsonl'), everyRecords: 10, everySeconds: 3600, logger: createLogger('silent'),
+    });
+    for (let i = 0; i < 10; i++) await may.recordEvent(sampleEvent(i));
+    await may.close();
+    await checkpointer.close();
+    micros = BigInt(Date.parse('2026-06-10T00:00:00Z')) * 1000n;
+    const june = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 10_000, clock });
+    for (let i = 10; i < 20; i++) await june.recordEvent(sampleEvent(i));
+    await june.close();
+    const now = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 10_000 });
+    for (let i = 0; i < 2; i++) await now.recordEvent(sampleEvent(i));
+    await now.close();
+
+    // Before the archive runs, the gateway's integrity check has matched the checkpoint at 10, and a
+    // follower (here the alert engine's cursor) has handled records 1–5.
+    verification = createVerificationService({ db: t.db, trustedKeys: trustOnly(key) });
+    const first = await verification.verify({ full: false });
+    assert.deepEqual([first.valid, verification.stats().lastVerifiedSeq], [true, 10]);
+    const lease = (await acquireLease(t.db, ALERT_LEASE, 'before-the-archive', 60_000))!;
+    await saveCursor(t.db, lease, ALERT_CURSOR, 5);
+    await releaseLease(t.db, lease);
+
+    const run = await runTs('src/cli/audit-archive.ts', ['--database-url', t.url, '--signing-key', key.file, '--archive-dir', path.join(key.dir, 'archive'), '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((JSON.parse(run.stdout) as { archived_through_seq: number }).archived_through_seq, 20);
+  });
+  after(async () => {
+    await t?.drop();
+    fs.rmSync(key.dir, { recursive: true, force: true });
+  });
+
+  it("when a follower's cursor is behind the first record still in the database, then its next read is a gap, never a skip", async () => {
+    await assert.rejects(readRecordsAfter(t.db, 5, 10), (err: unknown) => err instanceof FollowGapError && err.expected === 6 && err.found === 21);
+    assert.deepEqual((await readRecordsAfter(t.db, 20, 10)).map((r) => r.seq), [21, 22]);
+  });
+
+  it('when the alert engine finds the records after its cursor archived, then it logs them as skipped at error level and goes on from the first record in the database', async () => {
+    const lines: Array<{ level: number; msg: string; missing_from?: number; next_in_database?: number }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()) as { level: number; msg: string });
+        done();
+      },
+    });
+    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 10_000 });
+    const engine = startAlertEngine({ db: t.db, writer, rules: loadAlertRules(undefined), logger: pino({ level: 'info' }, sink), pollIntervalMs: 50, leaseTtlMs: 1000 });
+    try {
+      await waitFor('the alert engine past the gap', async () => ((await readCursor(t.db, ALERT_CURSOR)) >= 22 ? true : undefined), 15_000);
+    } finally {
+      await engine.close();
+      await writer.close();
+    }
+    const skipped = lines.find((l) => l.msg === 'alert engine skipped records archived before it judged them');
+    assert.deepEqual([skipped?.level, skipped?.missing_from, skipped?.next_in_database], [50, 6, 21]);
+  });
+
+  it('when the incremental check last matched a checkpoint that is now archived, then it starts after the archive rather than reporting a gap', async () => {
+    const next = await verification.verify({ full: false });
+    assert.equal(next.valid, true, JSON.stringify(next));
+    assert.equal(next.from_seq, 21);
+  });
+
+  it('when a report covers an archived period, then it says so and counts only the records in the database; a period after the archive is complete', async () => {
+    const report = async (from: string, to: string): Promise<{ data: ReportData; html: string; out: string }> => {
+      const dir = fs.mkdtempSync(path.join(key.dir, 'report-'));
+      let out = '';
+      let err = '';
+      const code = await auditReportCli(['--from', from, '--to', to, '--out', dir, '--database-url', t.url, '--key', key.file], {
+        env: {},
+        out: (line) => (out += `${line}\n`),
+        err: (line) => (err += `${line}\n`),
+      });
+      assert.equal(code, 0, err);
+      return { data: JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')) as ReportData, html: fs.readFileSync(path.join(dir, 'report.html'), 'utf8'), out };
+    };
+    const archived = await report('2026-05-01T00:00:00Z', '2026-07-01T00:00:00Z');
+    const { records } = archived.data;
+    assert.deepEqual([records.count, records.complete, records.archived?.through_seq, records.head_seq_at_end], [0, false, 20, 20]);
+    assert.match(records.archived!.through_occurred_at, /^2026-06-10T00:00:00\./);
+    assert.deepEqual(archived.data.integrity.archive, { valid: true, segments: 2, last_seq: 20 });
+    assert.equal(archived.data.integrity.valid, true);
+    assert.match(archived.html, /Part of this period is archived: records 1 to 20/);
+    assert.match(archived.out, /PERIOD PARTLY ARCHIVED: records up to seq 20/);
+
+    const hot = await report('2026-07-01T00:00:00Z', new Date(Date.now() - 1000).toISOString());
+    assert.deepEqual([hot.data.records.complete, hot.data.records.first_seq], [true, 21]);
+    assert.doesNotMatch(hot.html, /Part of this period is archived/);
   });
 });
