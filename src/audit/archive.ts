@@ -277,9 +277,13 @@ async function dropPartition(db: Database, partition: string, expect: PartitionS
           );
         }
         await tx.query(`ALTER TABLE audit_log DETACH PARTITION ${ident(partition)}`);
-        // Detached, nothing can be added to it any more: it must hold exactly what was archived.
-        const now = await statsOf(tx, partition);
-        if (now.n !== expect.n || now.max !== expect.max || now.min !== expect.min) {
+        // Detached, nothing can be added to it any more: it must hold exactly what was archived. The
+        // detach holds audit_log's lock until commit, so the chain writers (lock_timeout 3 s) wait:
+        // two probes of the partition's unique seq index, not a count. With seq unique and the range
+        // dense when it was written, any row added since lies outside it and moves min or max.
+        const { rows: bounds } = await tx.query<{ min: number | null; max: number | null }>(`SELECT min(seq) AS min, max(seq) AS max FROM ${ident(partition)}`);
+        const now = bounds[0]!;
+        if (now.max !== expect.max || now.min !== expect.min) {
           throw new ArchiveRefusedError(partition, `partition ${partition} changed while it was archived`);
         }
         await tx.query(`DROP TABLE ${ident(partition)}`);
