@@ -8,6 +8,12 @@ GRANT SELECT ON schema_migrations TO authtrail_app;
 -- The audit trail: append and read, never change. UPDATE, DELETE and TRUNCATE are not granted,
 -- and the triggers of migration 003 refuse them even to the owner.
 GRANT SELECT, INSERT ON audit_log, audit_checkpoints, audit_cosignatures TO authtrail_app;
+-- audit_log is partitioned by month (migration 013, docs/archives.md): the gateway has the coming
+-- months' partitions made through this function (SECURITY DEFINER: it can make nothing else) and
+-- counts stray rows of the DEFAULT partition; it reads where the hot log starts in audit_archives.
+-- It cannot detach or drop a partition: only the owner can (npm run audit:archive runs as the owner).
+GRANT EXECUTE ON FUNCTION audit_log_ensure_partitions(integer), audit_log_default_rows() TO authtrail_app;
+GRANT SELECT ON audit_archives TO authtrail_app;
 -- The Merkle tree's tiles: UPDATE only ever appends hashes to a partial tile (the trigger of
 -- migration 008 refuses any other change, and DELETE and TRUNCATE, even to the owner).
 GRANT SELECT, INSERT, UPDATE ON audit_tiles TO authtrail_app;
@@ -29,7 +35,7 @@ DO $$
 BEGIN
   IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'authtrail_auditor') THEN
     GRANT USAGE ON SCHEMA public TO authtrail_auditor;
-    GRANT SELECT ON audit_log, audit_checkpoints, audit_tiles, audit_cosignatures TO authtrail_auditor;
+    GRANT SELECT ON audit_log, audit_checkpoints, audit_tiles, audit_cosignatures, audit_archives TO authtrail_auditor;
   END IF;
 END
 $$;

@@ -54,6 +54,9 @@ const envSchema = z.object({
     message: 'must be a name without spaces, + or control characters, at most 256 characters (e.g. auth.example.com/audit-log)',
   }),
   AUDIT_LOG_PUBLIC: bool.default(false),
+  AUDIT_ARCHIVE_DIR: optionalText,
+  AUDIT_HOT_DAYS: int(1, 36_500).default(90),
+  AUDIT_RETENTION_DAYS: int(1, 36_500).default(400),
   AUDIT_WITNESSES: optionalText,
   AUDIT_WITNESS_QUORUM: z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), int(1, 100).optional()),
   AUDIT_WITNESS_TIMEOUT_MS: int(100, 600_000).default(5000),
@@ -159,6 +162,8 @@ export interface Config {
     readonly logOrigin: string;
     /** Serve /audit-log/checkpoint, /key and /tile/* to anyone, unauthenticated (they hold hashes only). */
     readonly logPublic: boolean;
+    /** `npm run audit:archive` (docs/archives.md): where segments go, the hot window and the retention period, in days. */
+    readonly archive: { readonly dir: string; readonly hotDays: number; readonly retentionDays: number };
   };
   /** C2SP tlog-witnesses the gateway sends each new checkpoint to for cosigning (src/audit/witness-push.ts). */
   readonly witnesses: {
@@ -362,6 +367,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       if (!/^https?:\/\/[^/\s]+$/.test(origin)) problems.push(`${name}: ${JSON.stringify(origin)} is not an origin like https://app.example.com`);
     }
   }
+  if (e.AUDIT_RETENTION_DAYS < e.AUDIT_HOT_DAYS) problems.push('AUDIT_RETENTION_DAYS: must not be less than AUDIT_HOT_DAYS');
   const witnesses = parseWitnesses(e.AUDIT_WITNESSES, problems);
   if (e.AUDIT_WITNESS_QUORUM !== undefined && e.AUDIT_WITNESS_QUORUM > Math.max(1, witnesses.length)) {
     problems.push('AUDIT_WITNESS_QUORUM: must not exceed the number of AUDIT_WITNESSES');
@@ -405,6 +411,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
       trustedKeyFiles: list(e.AUDIT_TRUSTED_KEY_FILES).map((p) => path.resolve(p)),
       logOrigin: e.AUDIT_LOG_ORIGIN ?? 'authtrail.local/audit-log',
       logPublic: e.AUDIT_LOG_PUBLIC,
+      archive: {
+        dir: path.resolve(e.AUDIT_ARCHIVE_DIR ?? path.join(dataDir, 'archive')),
+        hotDays: e.AUDIT_HOT_DAYS,
+        retentionDays: e.AUDIT_RETENTION_DAYS,
+      },
     },
     witnesses: {
       list: witnesses,

@@ -13,7 +13,14 @@ import { registerForwardCursorGauges } from './forward/cursor-metrics.js';
  * audit batch size and commit latency, the chain head, and whether Redis has failed over.
  * One registry per app, so several apps in one process (tests) do not collide.
  */
-export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutService; witnesses?: WitnessPusher | undefined; db?: Pick<Queryable, 'query'> | undefined }): Registry {
+export function createMetrics(deps: {
+  writer: ChainWriter;
+  lockout: LockoutService;
+  witnesses?: WitnessPusher | undefined;
+  db?: Pick<Queryable, 'query'> | undefined;
+  /** The audit log's partition check (src/audit/partitions.ts). */
+  partitions?: { defaultRows(): number | undefined } | undefined;
+}): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'authtrail_' });
 
@@ -71,6 +78,18 @@ export function createMetrics(deps: { writer: ChainWriter; lockout: LockoutServi
   if (deps.witnesses) witnessMetrics(registry, deps.witnesses);
   // Where each SIEM sink of npm run audit:forward has got to (audit_cursors), read at most every 5 s.
   if (deps.db) registerForwardCursorGauges(registry, deps.db, 5000);
+  const partitions = deps.partitions;
+  if (partitions) {
+    new Gauge({
+      name: 'authtrail_audit_default_partition_rows',
+      help: 'Audit records in the DEFAULT partition of audit_log (no partition for their month; up to 10,000 counted): above 0 is an alarm (docs/archives.md).',
+      registers: [registry],
+      collect() {
+        const rows = partitions.defaultRows();
+        if (rows !== undefined) this.set(rows);
+      },
+    });
+  }
   return registry;
 }
 

@@ -8,6 +8,7 @@ import { AUDIT_SESSION, createChainWriter } from './audit/chain-writer.js';
 import fs from 'node:fs';
 import { createCheckpointer, loadSigningKey, loadTrustedKeys, type Checkpointer, type SigningKey } from './audit/checkpoints.js';
 import { backfillTree } from './audit/tree.js';
+import { startPartitionMaintenance, type PartitionMonitor } from './audit/partitions.js';
 import { createWitnessPusher } from './audit/witness-push.js';
 import type { Config } from './config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database, type PostgresOptions } from './db/database.js';
@@ -98,7 +99,7 @@ export function trustedKeyFiles(config: Config): string[] {
 export function createServices(
   config: Config,
   logger: Logger,
-  parts: { db: Database; writer: Services['writer']; redis: Redis | undefined; witnesses?: Services['witnesses'] },
+  parts: { db: Database; writer: Services['writer']; redis: Redis | undefined; witnesses?: Services['witnesses']; partitions?: PartitionMonitor },
 ): Services {
   const { db, writer, redis, witnesses } = parts;
   const lockout = createLockoutService({
@@ -115,7 +116,7 @@ export function createServices(
     writer,
     redis,
     lockout,
-    metrics: createMetrics({ writer, lockout, witnesses, db }),
+    metrics: createMetrics({ writer, lockout, witnesses, db, partitions: parts.partitions }),
     witnesses,
     passwords: createPasswordHasher(config.passwords.bcryptCost),
     users: createUserQueries(db),
@@ -170,6 +171,10 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     // Records written before migration 008 (or by an older gateway) get their Merkle leaves now, in chunks.
     const backfilled = await backfillTree(auditDb, { onProgress: (size, head) => logger.info({ size, head }, 'building the audit Merkle tree') });
     if (backfilled > 0) logger.info({ records: backfilled }, 'audit Merkle tree built for existing records');
+    // The audit log's monthly partitions, made months ahead now and every hour (docs/archives.md).
+    const partitions = startPartitionMaintenance(db, logger);
+    closers.unshift(() => Promise.resolve(partitions.stop()));
+    await partitions.check();
     const writer = createChainWriter(auditDb, { batchMax: config.audit.batchMax, writeTimeoutMs: config.audit.writeTimeoutMs });
     // Each checkpoint this process signs goes to the witnesses in the background (never awaited by a login).
     const witnesses = createWitnessPusher({ db, writer, witnesses: config.witnesses, logger });
@@ -187,7 +192,7 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     const redis = config.redis.url ? await openRedis(config.redis.url, logger) : undefined;
     if (redis) closers.unshift(() => redis.quit().catch(() => redis.disconnect()));
 
-    const services = createServices(config, logger, { db, writer, redis, witnesses });
+    const services = createServices(config, logger, { db, writer, redis, witnesses, partitions });
     await bootstrapAdmin(services);
     const stopMaintenance = startMaintenance(db, logger);
     // One alert engine per cluster (a lease); this instance may stand by. Never awaited by a request.

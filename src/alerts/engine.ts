@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { ChainWriter } from '../audit/chain-writer.js';
-import { LeaseLostError, follow, lead, readHeadSeq, readRecordsAfter, saveCursor, type Lease, type StoredRecord } from '../audit/follow.js';
+import { FollowGapError, LeaseLostError, follow, lead, readHeadSeq, readRecordsAfter, saveCursor, type Lease, type StoredRecord } from '../audit/follow.js';
 import type { Queryable } from '../db/database.js';
 import { AlertEvaluator, MAX_ALERT_SEQS, type Trigger } from './evaluate.js';
 import { longestSuppressSeconds, longestWindowSeconds, type AlertRules, type RuleName, type Severity } from './rules.js';
@@ -224,6 +224,13 @@ export function startAlertEngine(options: AlertEngineOptions): AlertEngine {
           state.processedSeq = records[records.length - 1]!.seq;
         },
       );
+    } catch (err) {
+      if (!(err instanceof FollowGapError)) throw err;
+      // The engine was behind by more than the hot window (docs/archives.md): the records it had not
+      // judged were archived, and alerts on them would come months late. It says so and goes on
+      // from the first record still in the database; the next term starts there.
+      await saveCursor(db, lease, ALERT_CURSOR, err.found - 1);
+      logger.error({ missing_from: err.expected, next_in_database: err.found }, 'alert engine skipped records archived before it judged them');
     } finally {
       state.leading = false;
     }

@@ -8,7 +8,8 @@ import {
   type Checkpoint,
   type CheckpointFilePosition,
 } from './checkpoints.js';
-import { CheckpointTrust, TimeSlicer, summarizeWalks, walkRange, type ChainProblem, type VerifyResult } from './verify-chain.js';
+import { checkHotContinuity, verifyArchiveRows } from './verify-archive.js';
+import { CheckpointTrust, TimeSlicer, summarizeWalks, walkRange, type ChainProblem, type Finding, type VerifyResult } from './verify-chain.js';
 
 /** What `GET /admin/audit/verify` answers: the outcome of one run, over exactly the range it walked. */
 export interface IntegrityReport {
@@ -21,7 +22,11 @@ export interface IntegrityReport {
   detail?: string;
   /** Signed checkpoints of the walked range that the chain was held to. */
   checkpoints_checked: number;
-  /** The first record this run checked: 1 for a full run, else the record after the checkpoint it started from. */
+  /**
+   * The first record this run checked: the first record in the database for a full run (1, or the
+   * record after the archived prefix, docs/archives.md), else the record after the checkpoint it
+   * started from.
+   */
   from_seq: number;
 }
 
@@ -119,9 +124,36 @@ export function createVerificationService(options: VerificationServiceOptions): 
     });
   }
 
-  async function run(start: Start, runGeneration: number): Promise<IntegrityReport> {
+  /**
+   * A run from the genesis starts after the archived prefix: the manifests recorded in
+   * audit_archives must be signed by a trusted key and chain without gap, and the first record in
+   * the database must continue the last one. The archived records themselves are the verifier's
+   * (`npm run audit:verify -- --archive`).
+   */
+  async function archiveStart(): Promise<{ start: Start; findings: Finding[] }> {
+    const { result, end } = await verifyArchiveRows(db, { trustedKeys: options.trustedKeys });
+    const findings: Finding[] = [];
+    if (result.first_invalid_seq !== undefined && result.problem !== undefined) {
+      findings.push({ seq: result.first_invalid_seq, problem: result.problem, detail: result.detail ?? '' });
+    }
+    const hot = await checkHotContinuity(db, end);
+    if (hot) findings.push(hot);
+    return { start: { seq: end.seq, hash: end.hash }, findings };
+  }
+
+  /** The last archived record (0: none): an incremental run from before it starts after the archive instead. */
+  async function archivedThrough(): Promise<number> {
+    const { rows } = await db.query<{ seq: number | null }>('SELECT max(last_seq) AS seq FROM audit_archives');
+    return rows[0]?.seq ?? 0;
+  }
+
+  async function run(requested: Start, runGeneration: number): Promise<IntegrityReport> {
+    const fromArchive = requested.seq === 0 || requested.seq < (await archivedThrough());
+    const archived = fromArchive ? await archiveStart() : { start: requested, findings: [] };
+    const start = archived.start;
     const slicer = new TimeSlicer();
     const trust = new CheckpointTrust(signatures, slicer);
+    trust.findings.push(...archived.findings);
     for await (const page of streamCheckpointTable(db, start.seq, batchSize)) await trust.add(page);
     if (options.checkpointFile) await addFileCheckpoints(options.checkpointFile, start.seq, trust);
     const outcome = await walkRange(db, { start, trusted: trust.trusted, batchSize, slicer });

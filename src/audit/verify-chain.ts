@@ -5,6 +5,7 @@ import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH, chainHash, recordHashes, type ChainRecord } from './canonical.js';
 import { createSignatureChecker, readCheckpointFile, streamCheckpointTable, type Checkpoint, type SignatureChecker } from './checkpoints.js';
 import { sqlTimestamp } from './clock.js';
+import type { ArchiveProblem } from './verify-archive.js';
 
 /** The kind of problem found at `first_invalid_seq`; docs/audit-chain.md explains each. */
 export type ChainProblem =
@@ -17,7 +18,9 @@ export type ChainProblem =
   | 'checkpoint_signature_invalid'
   | 'checkpoint_unknown_key'
   | 'checkpoint_conflict'
-  | 'account_mismatch';
+  | 'account_mismatch'
+  // The archived prefix (docs/archives.md): reported by the gateway's check of the recorded manifests.
+  | ArchiveProblem;
 
 export interface VerifyResult {
   valid: boolean;

@@ -56,9 +56,9 @@ class TileCursor {
   }
 }
 
-/** The leaf hashes of the records 1..`size`, read a page at a time; ends early at a gap in seq. */
-async function* storedLeaves(db: Pick<Queryable, 'query'>, size: number, pageSize: number, slicer: TimeSlicer): AsyncGenerator<Buffer[]> {
-  let walked = 0;
+/** The leaf hashes of the records `from`+1..`size`, read a page at a time; ends early at a gap in seq. */
+async function* storedLeaves(db: Pick<Queryable, 'query'>, from: number, size: number, pageSize: number, slicer: TimeSlicer): AsyncGenerator<Buffer[]> {
+  let walked = from;
   while (walked < size) {
     const { rows } = await db.query<ChainRecord>(CANONICAL_SELECT, [walked, Math.min(pageSize, size - walked)]);
     const leaves: Buffer[] = [];
@@ -77,6 +77,17 @@ async function* storedLeaves(db: Pick<Queryable, 'query'>, size: number, pageSiz
 const seqOf = (level: number, index: number, position: number): number => (index * TILE_WIDTH + position) * TILE_WIDTH ** level + 1;
 
 /**
+ * Where the walk over `audit_log` starts when a prefix of the log was archived (docs/archives.md):
+ * either the archived records' leaf hashes, fed in order by `leaves` (the archive verifier reads
+ * them from the segments: every tile and checkpoint root over them is checked as over records in
+ * the database), or only the stored tree's `edge` at the archive's end (the archived prefix is then
+ * not checked: its checkpoint roots are skipped).
+ */
+export type TreePrefix =
+  | { size: number; leaves: (sink: (leaves: Buffer[]) => Promise<void>) => Promise<void> }
+  | { size: number; edge: TreeEdge };
+
+/**
  * Recomputes the Merkle tree from the records and holds the stored tiles to it: every full tile
  * as the walk completes it, the partial tiles at the stored tree's size, no tile beyond it, and
  * the root of every signed checkpoint note at its size. Streams the records a page at a time and
@@ -88,11 +99,14 @@ export async function verifyTree(
     roots: ReadonlyMap<number, Buffer>;
     batchSize?: number;
     slicer?: TimeSlicer;
+    /** The archived prefix of the log, when there is one (docs/archives.md). */
+    prefix?: TreePrefix | undefined;
     /**
-     * The records' leaf hashes in seq order from 1, a page at a time, instead of reading the
-     * records again ({@link verifyChainAndTree} feeds them from the chain walk); ends early at a gap.
+     * The leaf hashes of the records in the database, in seq order from the first after the
+     * prefix (from 1 without one), a page at a time, instead of reading the records again
+     * ({@link verifyChainAndTree} feeds them from the chain walk); ends early at a gap.
      */
-    leaves?: AsyncIterable<Buffer[]>;
+    leaves?: AsyncIterable<Buffer[]> | undefined;
   },
 ): Promise<TreeResult> {
   const pageSize = options.batchSize ?? 5000;
@@ -101,11 +115,12 @@ export async function verifyTree(
   const cursors = new Map<number, TileCursor>();
   const cursor = (level: number) => cursors.get(level) ?? cursors.set(level, new TileCursor(db, level)).get(level)!;
   const findings: TreeFinding[] = [];
-  const checkpointSizes = [...options.roots.keys()].filter((size) => size <= storedSize).sort((a, b) => a - b);
+  const skipped = options.prefix && 'edge' in options.prefix ? options.prefix.size : 0;
+  const checkpointSizes = [...options.roots.keys()].filter((size) => size <= storedSize && size > skipped).sort((a, b) => a - b);
   let nextCheckpoint = 0;
   let tilesChecked = 0;
   let rootsChecked = 0;
-  let lastGoodRoot = 0;
+  let lastGoodRoot = skipped;
   let rootMismatch: (TreeFinding & { through: number }) | undefined;
 
   const compare = (tile: Tile, stored: Buffer | undefined): void => {
@@ -118,7 +133,7 @@ export async function verifyTree(
     findings.push({ seq, problem: 'tile_mismatch', detail: `tile ${tile.level}/${tile.index} ${what}` });
   };
 
-  let edge = TreeEdge.empty();
+  let edge = options.prefix && 'edge' in options.prefix ? options.prefix.edge : TreeEdge.empty();
   const grow = async (leaves: Buffer[]): Promise<void> => {
     const { edge: next, tiles } = await edge.append(leaves);
     // Full tiles are final: compare them now. Partial ones only at the end, at the stored size.
@@ -144,21 +159,32 @@ export async function verifyTree(
     }
   };
 
-  // Walk the leaves up to the stored tree's size, cutting at each checkpoint size.
-  let walked = 0;
-  for await (const page of options.leaves ?? storedLeaves(db, storedSize, pageSize, slicer)) {
-    let leaves: Buffer[] = [];
-    for (const leaf of page) {
-      if (walked === storedSize) break;
-      leaves.push(leaf);
-      walked += 1;
-      if (walked === checkpointSizes[nextCheckpoint]) {
-        await grow(leaves);
-        leaves = [];
-      }
+  let walked = edge.size;
+  /** Appends leaves up to the stored size, cut at each checkpoint size exactly so that every signed root is compared. */
+  const feed = async (incoming: Buffer[]): Promise<void> => {
+    let rest = incoming.length > storedSize - walked ? incoming.slice(0, Math.max(0, storedSize - walked)) : incoming;
+    while (rest.length > 0) {
+      const cut = checkpointSizes[nextCheckpoint];
+      const take = cut !== undefined && cut > walked && cut - walked < rest.length ? cut - walked : rest.length;
+      walked += take;
+      await grow(rest.slice(0, take));
+      rest = rest.slice(take);
     }
-    if (leaves.length > 0) await grow(leaves);
-    if (walked === storedSize) break;
+  };
+  if (options.prefix && 'leaves' in options.prefix) await options.prefix.leaves(feed);
+
+  // Then the records in the database, up to the stored tree's size. When the archive gave fewer
+  // leaves than it should have, they cannot be placed: the tree ends at the archive's gap.
+  if (walked === (options.prefix?.size ?? 0)) {
+    for await (const page of options.leaves ?? storedLeaves(db, walked, storedSize, pageSize, slicer)) {
+      await feed(page);
+      if (walked === storedSize) break;
+    }
+  } else if (options.leaves) {
+    // Started and closed, so that its producer stops waiting for a reader.
+    const unread = options.leaves[Symbol.asyncIterator]();
+    await unread.next();
+    await unread.return?.();
   }
 
   if (walked < storedSize) {
@@ -190,7 +216,7 @@ export async function verifyTree(
   const result: TreeResult = {
     valid: !first,
     tree_size: storedSize,
-    leaves_checked: walked,
+    leaves_checked: walked - skipped,
     tiles_checked: tilesChecked,
     roots_checked: rootsChecked,
   };

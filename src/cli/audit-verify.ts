@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { keyIdOf, trustedKeyFrom } from '../audit/checkpoints.js';
 import { parseVerifierKey } from '../audit/note.js';
+import type { ArchiveResult } from '../audit/verify-archive.js';
 import type { VerifyResult } from '../audit/verify-chain.js';
 import type { ExportResult } from '../audit/verify-export.js';
 import type { TreeResult } from '../audit/verify-tree.js';
@@ -11,7 +12,8 @@ import { verifyDatabase } from '../audit/verify-both.js';
 import { checkWitnessFlags, describeWitnessCheck, WITNESS_USAGE, type WitnessCheckResult } from '../audit/witness-check.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
 
-const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE] [--origin NAME] [--json]
+const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE]
+       [--archive DIR]... [--origin NAME] [--json]
 
 Verifies the audit log: the hash chain, the Merkle tree (every tile recomputed from the records,
 the root of every signed checkpoint), the signed checkpoints, and the checkpoint export file.
@@ -27,6 +29,11 @@ Every input is a flag: nothing is read from the environment or the gateway's con
                           the table's, its line chain is checked, and that it holds every checkpoint
                           of the table from its first line on. Repeat it for a rotated file, oldest
                           first: the files are read as one
+  --archive DIR           an archive directory of npm run audit:archive (repeatable): every segment's
+                          signed manifest, records file and records are verified from the genesis on,
+                          chained to each other and to the log in the database. Without it, a log
+                          whose prefix was archived is verified from the last recorded manifest on
+                          (the manifests are checked, the archived records are not)
   --origin NAME           checkpoint notes must name this log (a verifier key sets it too)
   --json                  print the result as JSON
 ${WITNESS_USAGE}
@@ -37,12 +44,14 @@ Exit status: 0 intact, 1 tampered (the first bad seq and the problem printed), 2
 /** The command line could not be used: printed with the usage, exit 2. */
 class UsageError extends Error {}
 
-type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem'] | WitnessCheckResult['problem']>;
+type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem'] | WitnessCheckResult['problem'] | ArchiveResult['problem']>;
 
 /** What `--json` prints: the chain's result with the first problem of all checks, and each check's own. */
 interface AuditVerifyResult extends Omit<VerifyResult, 'problem'> {
   problem?: Problem;
   tree: TreeResult;
+  /** When a prefix of the log is archived, or `--archive` was given: what was checked of it. */
+  archive?: ArchiveResult;
   export?: ExportResult;
   witnesses?: WitnessCheckResult;
 }
@@ -94,7 +103,7 @@ function openDatabase(values: { 'database-url'?: string | undefined; 'data-dir'?
   return createEmbeddedDatabase(path.join(path.resolve(dir!), 'pgdata'));
 }
 
-/** The lowest bad seq of all checks; on a tie the chain's problem, then the tree's, then the export file's. */
+/** The lowest bad seq of all checks; on a tie the archive's problem, then the chain's, the tree's, the export file's. */
 function firstProblem(parts: ReadonlyArray<{ first_invalid_seq?: number; problem?: Problem; detail?: string } | undefined>) {
   let first: { first_invalid_seq: number; problem: Problem; detail: string | undefined } | undefined;
   for (const part of parts) {
@@ -102,6 +111,13 @@ function firstProblem(parts: ReadonlyArray<{ first_invalid_seq?: number; problem
     if (!first || part.first_invalid_seq < first.first_invalid_seq) first = { first_invalid_seq: part.first_invalid_seq, problem: part.problem, detail: part.detail };
   }
   return first;
+}
+
+function describeArchive(a: ArchiveResult): string {
+  if (a.last_seq === 0) return 'archive: none';
+  return a.records_checked
+    ? `archive: ${a.segments} segments, records 1..${a.last_seq} rehashed from the files (${a.checkpoints_checked} checkpoints inside)`
+    : `archive: records 1..${a.last_seq} archived in ${a.segments} segments, manifests checked, records not (give --archive DIR)`;
 }
 
 /** `npm run audit:verify`: exit 0 when intact, 1 with the first bad seq when not, 2 when it could not run. */
@@ -118,6 +134,7 @@ async function run(): Promise<number> {
       help: { type: 'boolean' },
       witness: { type: 'string', multiple: true },
       'witness-state': { type: 'string', multiple: true },
+      archive: { type: 'string', multiple: true },
     },
   });
   if (values.help) {
@@ -129,13 +146,21 @@ async function run(): Promise<number> {
   const trusted = loadKeys(keyArgs, values.origin);
   const checkpointFiles = values['checkpoint-file'] ?? [];
   for (const file of checkpointFiles) if (!fs.existsSync(file)) throw new UsageError(`--checkpoint-file ${file} does not exist`);
+  const archiveDirs = values.archive ?? [];
+  for (const dir of archiveDirs) if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--archive ${dir} is not a directory`);
 
   const db = await openDatabase(values);
   try {
     const started = performance.now();
-    const { chain, tree, exported } = await verifyDatabase(db, { trustedKeys: trusted.keys, origin: trusted.origin, checkpointFiles, url: values['database-url'] });
+    const { chain, tree, exported, archive } = await verifyDatabase(db, {
+      trustedKeys: trusted.keys,
+      origin: trusted.origin,
+      checkpointFiles,
+      url: values['database-url'],
+      archiveDirs,
+    });
     const witnessed = await checkWitnessFlags(db, values, trusted);
-    const first = firstProblem([chain, tree, exported, witnessed]);
+    const first = firstProblem([archive, chain, tree, exported, witnessed]);
     const result: AuditVerifyResult = {
       ...chain,
       valid: first === undefined,
@@ -144,6 +169,7 @@ async function run(): Promise<number> {
       detail: undefined,
       ...(first ?? {}),
       tree,
+      ...(archive ? { archive } : {}),
       ...(exported ? { export: exported } : {}),
       ...(witnessed ? { witnesses: witnessed } : {}),
     };
@@ -156,6 +182,7 @@ async function run(): Promise<number> {
       console.log(
         `audit chain intact: ${chain.checked} records, head seq ${chain.head_seq}, ${chain.checkpoints_checked} signed checkpoints matched; ` +
           `Merkle tree of ${tree.tree_size} leaves recomputed (${tree.tiles_checked} tiles, ${tree.roots_checked} checkpoint roots, root ${tree.root ?? '-'})` +
+          (archive ? `; ${describeArchive(archive)}` : '') +
           (exported ? `; export file: ${exported.lines} lines, ${exported.chained_lines} chained, none missing` : '; no export file given') +
           (witnessed ? `; ${describeWitnessCheck(witnessed)}` : '') +
           ` (${seconds.toFixed(2)} s)`,

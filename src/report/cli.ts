@@ -144,7 +144,8 @@ async function runGenerate(values: Values, io: CliIo): Promise<number> {
     const ig = data.integrity;
     io.out(
       `report written to ${dir} (report.html, report.json, report.note): ${data.records.count} records from ${data.period.from} to ${data.period.to}; ` +
-        (ig.valid ? `log intact (${ig.chain.checked} records, ${ig.chain.checkpoints_checked} signed checkpoints matched)` : `LOG NOT INTACT at seq ${ig.chain.first_invalid_seq ?? ig.tree.first_invalid_seq ?? ig.export_file?.first_invalid_seq}`) +
+        (data.records.complete ? '' : `PERIOD PARTLY ARCHIVED: records up to seq ${data.records.archived!.through_seq} are in the archive, not counted; `) +
+        (ig.valid ? `log intact (${ig.chain.checked} records, ${ig.chain.checkpoints_checked} signed checkpoints matched)` : `LOG NOT INTACT at seq ${Math.min(...[ig.archive, ig.chain, ig.tree, ig.export_file].map((c) => c?.first_invalid_seq ?? Infinity))}`) +
         `; ${ig.covering_checkpoint ? `covered by the checkpoint of tree size ${ig.covering_checkpoint.tree_size}` : 'no checkpoint covers the period\'s end yet'}` +
         `; recorded as seq ${data.recorded_as.seq}`,
     );

@@ -18,7 +18,8 @@ import type {
  * The activity part of the compliance report: what the audit log says happened in [from, to).
  * Read straight from `audit_log` with parameterized SQL; each list picks its columns and the
  * `details` members it shows (never `details` whole). Counts come from one GROUP BY, so every
- * list's `count` is exact even when its rows are cut at `maxRows`.
+ * list's `count` is exact even when its rows are cut at `maxRows`. Records archived out of the
+ * database are not in them: `records.complete` says when the period reaches into the archive.
  */
 
 /** Sign-in attempts: a password or second factor checked at login. */
@@ -119,7 +120,7 @@ export async function collectActivity(db: Pick<Queryable, 'query'>, period: { fr
     `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, outcome, reason, username, host(ip) AS ip FROM audit_log`,
     [ALERT_EVENT_TYPE],
   );
-  const head = await db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM audit_log WHERE occurred_at < $1::timestamptz', [period.to]);
+  const archived = await archivedPart(db, period);
 
   const actorIds = [...new Set([...cleared.rows, ...changes.rows, ...reads.rows].map((r) => r.actor_id).filter((id): id is string => id !== null))];
   const names = await actorNames(db, actorIds);
@@ -146,7 +147,14 @@ export async function collectActivity(db: Pick<Queryable, 'query'>, period: { fr
 
   return {
     period,
-    records: { count: total.count, first_seq: total.first_seq, last_seq: total.last_seq, head_seq_at_end: head.rows[0]?.seq ?? 0 },
+    records: {
+      count: total.count,
+      first_seq: total.first_seq,
+      last_seq: total.last_seq,
+      head_seq_at_end: archived.headSeqAtEnd,
+      archived: archived.through,
+      complete: archived.complete,
+    },
     events: byType.rows,
     login_attempts: login,
     lockouts: {
@@ -160,6 +168,29 @@ export async function collectActivity(db: Pick<Queryable, 'query'>, period: { fr
     log_reads: listing(LOG_READ_EVENT_TYPES, reads.rows.map(withActor)),
     alerts: listing([ALERT_EVENT_TYPE], alerts.rows),
   };
+}
+
+/**
+ * What of the log is archived (docs/archives.md), and whether the period is wholly in the database.
+ * `occurred_at` never decreases along seq, so every record of the period is in the database when
+ * the period starts after the archive's last record. The log's last record before the period's end
+ * is in the database, or else in the archive: the end of the segment holding it.
+ */
+async function archivedPart(
+  db: Pick<Queryable, 'query'>,
+  period: { from: string; to: string },
+): Promise<{ through: { through_seq: number; through_occurred_at: string } | null; complete: boolean; headSeqAtEnd: number }> {
+  const { rows } = await db.query<{ through_seq: number | null; through_occurred_at: string | null; overlaps: boolean | null; head: number | null }>(
+    `SELECT a.last_seq AS through_seq, ${sqlTimestamp('a.last_occurred_at')} AS through_occurred_at, $1::timestamptz <= a.last_occurred_at AS overlaps,
+            coalesce((SELECT max(seq) FROM audit_log WHERE occurred_at < $2::timestamptz),
+                     (SELECT min(last_seq) FROM audit_archives WHERE last_occurred_at >= $2::timestamptz),
+                     a.last_seq) AS head
+       FROM (SELECT 1) AS one LEFT JOIN (SELECT last_seq, last_occurred_at FROM audit_archives ORDER BY last_seq DESC LIMIT 1) AS a ON true`,
+    [period.from, period.to],
+  );
+  const row = rows[0]!;
+  const through = row.through_seq === null ? null : { through_seq: row.through_seq, through_occurred_at: row.through_occurred_at! };
+  return { through, complete: row.overlaps !== true, headSeqAtEnd: row.head ?? 0 };
 }
 
 /** The username the log last recorded for each user id (records naming that user), where it has one. */

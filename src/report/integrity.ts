@@ -8,7 +8,8 @@ import type { CheckpointEvidence, Cosignature, Integrity } from './model.js';
 
 /**
  * The integrity evidence of the compliance report: the project's full verification (hash chain,
- * Merkle tree, signed checkpoints, and the export file when one is given) run at report time,
+ * Merkle tree, signed checkpoints, the archive's recorded manifests, and the export file when one
+ * is given) run at report time,
  * and the signed checkpoints and witness cosignatures that cover the period. Nothing here is
  * taken on trust from the database: checkpoint signatures are checked with the keys given.
  */
@@ -29,7 +30,7 @@ const defined = <T extends object>(value: T): T => Object.fromEntries(Object.ent
 
 export async function collectIntegrity(db: Pick<Queryable, 'query'>, options: IntegrityOptions): Promise<Integrity> {
   const verifiedAt = formatMicros(BigInt(Date.now()) * 1000n);
-  const { chain, tree, exported } = await verifyDatabase(db, options);
+  const { chain, tree, exported, archive } = await verifyDatabase(db, options);
 
   const { covering, inside } = await periodCheckpoints(db, options);
   const evidence = await withCosignatures(db, covering ? [...inside.rows, covering] : inside.rows, options);
@@ -37,7 +38,7 @@ export async function collectIntegrity(db: Pick<Queryable, 'query'>, options: In
 
   return {
     verified_at: verifiedAt,
-    valid: chain.valid && tree.valid && (exported?.valid ?? true),
+    valid: chain.valid && tree.valid && (exported?.valid ?? true) && (archive?.valid ?? true),
     chain: defined({
       valid: chain.valid,
       checked: chain.checked,
@@ -68,6 +69,17 @@ export async function collectIntegrity(db: Pick<Queryable, 'query'>, options: In
           detail: exported.detail,
         })
       : null,
+    archive:
+      archive && (archive.last_seq > 0 || !archive.valid)
+        ? defined({
+            valid: archive.valid,
+            segments: archive.segments,
+            last_seq: archive.last_seq,
+            first_invalid_seq: archive.first_invalid_seq,
+            problem: archive.problem,
+            detail: archive.detail,
+          })
+        : null,
     covering_checkpoint: covering ? bySize.get(covering.seq)! : null,
     checkpoints_in_period: { count: inside.count, truncated: inside.rows.length < inside.count, rows: inside.rows.map((cp) => bySize.get(cp.seq)!) },
   };

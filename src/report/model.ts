@@ -148,6 +148,19 @@ export interface Integrity {
     problem?: string;
     detail?: string;
   } | null;
+  /**
+   * The archived prefix of the log, when there is one: the segments' manifests recorded in the
+   * database, checked with the trusted keys and against the stored tree (the archived records
+   * themselves are checked by `npm run audit:verify -- --archive DIR`). Null: nothing archived.
+   */
+  archive: {
+    valid: boolean;
+    segments: number;
+    last_seq: number;
+    first_invalid_seq?: number;
+    problem?: string;
+    detail?: string;
+  } | null;
   /** The first signed checkpoint at or after the last record before the period's end: it covers the whole period. Null: none yet. */
   covering_checkpoint: CheckpointEvidence | null;
   /** Signed checkpoints taken during the period (sizes from the period's first record up to the covering one). */
@@ -163,8 +176,21 @@ export interface ReportData {
     count: number;
     first_seq: number | null;
     last_seq: number | null;
-    /** The log's last record written before the period's end (0: none). */
+    /**
+     * The log's last record written before the period's end (0: none). When the period's end lies
+     * in the archive, the last record of the segment that holds it (the database no longer says which).
+     */
     head_seq_at_end: number;
+    /**
+     * Records archived out of the database before the report was made (docs/archives.md): every
+     * record up to `through_seq`, the last of them written at `through_occurred_at`. Null: none.
+     */
+    archived: { through_seq: number; through_occurred_at: string } | null;
+    /**
+     * False when the period starts at or before the archive's last record: the period's records up
+     * to there are in the archive segments, not in the database, and are neither counted nor listed.
+     */
+    complete: boolean;
   };
   events: EventCount[];
   login_attempts: LoginAttempts;

@@ -64,7 +64,11 @@ function verificationRows(data: ReportData): HtmlValue[][] {
   const { chain, tree, export_file: file } = data.integrity;
   const problem = (p: { valid: boolean; first_invalid_seq?: number; problem?: string; detail?: string }): HtmlValue =>
     p.valid ? 'intact' : html`<strong>NOT INTACT</strong> at seq ${dash(p.first_invalid_seq)}: ${dash(p.problem)} — ${dash(p.detail)}`;
+  const archive = data.integrity.archive;
   return [
+    ...(archive
+      ? [['archived records', problem(archive), `records 1 to ${archive.last_seq} in ${count(archive.segments, 'segment')}: the signed manifests recorded in the database checked, the records themselves are in the archive (npm run audit:verify -- --archive DIR)`] as HtmlValue[]]
+      : []),
     ['hash chain', problem(chain), `${count(chain.checked, 'record')} recomputed, head seq ${chain.head_seq}, ${count(chain.checkpoints_checked, 'signed checkpoint')} matched`],
     ['Merkle tree', problem(tree), `${tree.tree_size} ${tree.tree_size === 1 ? 'leaf' : 'leaves'}, ${count(tree.tiles_checked, 'tile')} and ${count(tree.roots_checked, 'checkpoint root')} recomputed; root ${tree.root ?? '—'}`],
     file
@@ -93,6 +97,11 @@ export function renderHtml(data: ReportData): string {
 <dt>Records in the period</dt><dd>${data.records.count}${data.records.first_seq === null ? '' : html` (seq ${data.records.first_seq} to ${data.records.last_seq})`}</dd>
 <dt>Format</dt><dd class="mono">${data.format}</dd>
 </dl>
+${
+    data.records.complete
+      ? ''
+      : html`<div class="verdict bad">Part of this period is archived: records 1 to ${data.records.archived!.through_seq} (the last written at ${data.records.archived!.through_occurred_at} UTC) left the database before this report was made. The counts and lists below cover only the records still in the database; the archived ones are in the archive segments.</div>`
+  }
 <div class="verdict ${ig.valid ? 'ok' : 'bad'}">${
     ig.valid
       ? html`Log verified intact at ${ig.verified_at}: ${count(ig.chain.checked, 'record')}, ${count(ig.chain.checkpoints_checked, 'signed checkpoint')}.`

@@ -378,7 +378,7 @@ describe('npm run audit:report on PostgreSQL: a period of real gateway traffic',
     await adminQuery(`CREATE ROLE ${role} LOGIN`);
     try {
       await adminQuery(`GRANT CONNECT ON DATABASE ${gw.t.name} TO ${role}`);
-      await adminQuery(`GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT ON audit_log, audit_checkpoints, audit_tiles, audit_cosignatures TO ${role}`, [], gw.t.name);
+      await adminQuery(`GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT ON audit_log, audit_checkpoints, audit_tiles, audit_cosignatures, audit_archives TO ${role}`, [], gw.t.name);
       const before = (await chainTail(gw.t.db)).seq;
       const dir = path.join(work, 'read-only');
       const run = await cli(['--from', period.from, '--to', period.to, '--out', dir, '--database-url', urlFor(gw.t.name, { user: role }), '--key', gw.setup.env.AUDIT_SIGNING_KEY_FILE!]);

@@ -169,8 +169,8 @@ for (const mode of ['sequential', 'parallel'] as const) describe(`audit chain ve
       outcome: 'success', reason: null, username: 'mallory', user_id: null, ip: '198.51.100.7', user_agent: null,
       device_id: null, mfa_method: 'none', session_id: null, request_id: null, actor_id: null, details: null,
     };
-    await asSuperuser(copy.name, `ALTER TABLE audit_log DROP CONSTRAINT audit_log_prev_hash_key;
-      UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 12; UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000`);
+    // prev_hash is unique within each monthly partition only (migration 013): the forged record's month is another partition.
+    await asSuperuser(copy.name, `UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 12; UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000`);
     await asSuperuser(
       copy.name,
       `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, username, ip, mfa_method, prev_hash, hash)

@@ -453,7 +453,6 @@ describe('npm run audit:verify recomputes the tree', () => {
     await client.connect();
     try {
       await client.query('SET session_replication_role = replica');
-      await client.query('ALTER TABLE audit_log DROP CONSTRAINT audit_log_prev_hash_key, DROP CONSTRAINT audit_log_hash_key');
       await client.query("UPDATE audit_log SET username = 'mallory', account = 'mallory' WHERE seq = 450");
       await client.query(
         'UPDATE audit_log a SET prev_hash = t.p, hash = t.h FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) AS t(s, p, h) WHERE a.seq = t.s',
