@@ -89,11 +89,13 @@ export function Outcome(props: { outcome: string }): JSX.Element {
 /** Inputs with their labels, one per row. */
 export function Field(props: { label: string; children: ComponentChildren; hint?: string }): JSX.Element {
   return (
-    <label class="field">
-      <span class="label">{props.label}</span>
-      {props.children}
+    <div class="field">
+      <label class="field-label">
+        <span class="label">{props.label}</span>
+        {props.children}
+      </label>
       {props.hint ? <span class="hint">{props.hint}</span> : null}
-    </label>
+    </div>
   );
 }
 
