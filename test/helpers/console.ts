@@ -67,11 +67,11 @@ export interface PageProblems {
 /** A browser context whose pages count CSP violations (from their first script on) and errors. */
 export async function consoleContext(browser: Browser, options: { width?: number; height?: number } = {}): Promise<BrowserContext> {
   const context = await browser.newContext({ viewport: { width: options.width ?? 1280, height: options.height ?? 900 }, locale: 'en-GB', timezoneId: 'Europe/Berlin' });
-  await context.addInitScript(() => {
-    const w = window as unknown as { __csp: string[] };
-    w.__csp = [];
-    document.addEventListener('securitypolicyviolation', (e) => w.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
-  });
+  // Browser code, as text: this project's TypeScript has no DOM types.
+  await context.addInitScript(`
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile + ':' + e.lineNumber));
+  `);
   return context;
 }
 
@@ -84,7 +84,7 @@ export function watch(page: Page, problems: { errors: string[] } = { errors: [] 
   page.on('pageerror', (err) => problems.errors.push(`pageerror: ${err.message}`));
   return {
     errors: problems.errors,
-    csp: async () => page.evaluate(() => (window as unknown as { __csp: string[] }).__csp),
+    csp: async () => await page.evaluate<string[]>('window.__csp'),
   };
 }
 

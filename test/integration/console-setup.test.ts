@@ -74,7 +74,8 @@ describe('console: first run, TOTP enrollment and sign-in in a real browser', ()
     const qr = page.getByRole('img', { name: /QR code/ });
     await qr.waitFor();
     assert.match((await qr.getAttribute('src')) ?? '', /^data:image\/svg\+xml/);
-    assert.ok(await qr.evaluate((img) => (img as HTMLImageElement).naturalWidth > 0), 'the QR code renders');
+    const width = await qr.evaluate((img: { naturalWidth: number; decode(): Promise<void> }) => img.decode().then(() => img.naturalWidth));
+    assert.ok(width > 0, 'the QR code renders');
     await screenshot(page, 'setup-totp');
     secret = base32.decode((await page.getByTestId('totp-secret').textContent())!.trim());
     await page.getByLabel('Six-digit code').fill(totpCode(secret, now() - 30));
@@ -110,7 +111,7 @@ describe('console: first run, TOTP enrollment and sign-in in a real browser', ()
     assert.ok(refresh.httpOnly && refresh.secure && refresh.sameSite === 'Strict');
     await page.reload();
     await page.locator('[data-ready="true"]').waitFor();
-    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+    const stored = await page.evaluate<string>('JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie');
     assert.doesNotMatch(stored, /eyJ/, 'no token in web storage or script-visible cookies');
     assert.ok((await auditRows(t, { eventType: 'token.refreshed' })).length >= 1);
   });

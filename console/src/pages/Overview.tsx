@@ -136,7 +136,7 @@ export function Overview(): JSX.Element {
         </div>
       </div>
       <Card title="Login attempts by outcome" class="wide">
-        {s && totals ? <AttemptsChart buckets={s.buckets} label={`${RANGES[range].label}: ${totals.success} successful and ${totals.failure} failed logins`} /> : <p class="muted">loading…</p>}
+        {s && totals ? <AttemptsChart buckets={s.buckets} from={s.from} to={s.to} bucket={s.bucket} label={`${RANGES[range].label}: ${totals.success} successful and ${totals.failure} failed logins`} /> : <p class="muted">loading…</p>}
       </Card>
       <div class="grid">
         <Card title="Records by event type and outcome">
