@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { isValidKeyName } from './audit/note.js';
 
@@ -28,12 +29,16 @@ const redisUrl = optionalText.refine((v) => v === undefined || /^rediss?:\/\//.t
   message: 'must be a redis:// or rediss:// URL',
 });
 
+/** Where `npm run build` puts the console: dist/console of this package (config.ts is in src/ or dist/, one level down). */
+const DEFAULT_CONSOLE_DIR = fileURLToPath(new URL('../dist/console/', import.meta.url));
+
 /** Every variable the gateway reads, with its default; `.env.example` documents the same list. */
 const envSchema = z.object({
   NODE_ENV: optionalText,
   AUTHTRAIL_EMBEDDED: optionalBool,
   PORT: int(0, 65535).default(3000),
   HOST: z.string().min(1).default('0.0.0.0'),
+  CONSOLE_DIR: optionalText,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: postgresUrl,
@@ -119,6 +124,8 @@ export interface Config {
   readonly host: string;
   readonly logLevel: string;
   readonly dataDir: string;
+  /** The built console served at /console (`npm run build` writes it to dist/console). */
+  readonly consoleDir: string;
   readonly shutdownTimeoutMs: number;
   /** Every request is answered within this time: 503 when its work is not done (src/http/deadline.ts). */
   readonly requestDeadlineMs: number;
@@ -383,6 +390,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, options: { requ
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
     dataDir,
+    consoleDir: e.CONSOLE_DIR === undefined ? DEFAULT_CONSOLE_DIR : path.resolve(e.CONSOLE_DIR),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     requestDeadlineMs: e.REQUEST_DEADLINE_MS,
     http: {

@@ -3,6 +3,7 @@ import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { connectionCap, createHttpServer, openFileLimit, type RefusalReason } from './http/server.js';
 import { createLogger } from './logger.js';
+import { localOrigin, setupLink } from './users/first-run.js';
 import { openRuntime } from './runtime.js';
 
 function readConfig(): Config {
@@ -55,6 +56,11 @@ async function main(): Promise<void> {
   server.listen(config.port, config.host, () => {
     const { port } = server.address() as AddressInfo;
     logger.info({ port, mode: config.mode }, 'listening');
+    // Once, while no user exists: the token is in the fragment, which browsers never send, so it
+    // reaches no request log; it stops working when the first admin exists or this process stops.
+    if (runtime.setup?.pending()) {
+      logger.info({ setup_url: setupLink(localOrigin(config.host, port), runtime.setup) }, 'no user yet: open the setup link to create the first administrator');
+    }
   });
 
   let stopping = false;

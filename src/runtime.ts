@@ -22,7 +22,7 @@ import { alertMetrics, createMetrics } from './metrics.js';
 import type { Services } from './services.js';
 import { loadKeyStore } from './tokens/keys.js';
 import { createRefreshTokenStore } from './tokens/refresh-tokens.js';
-import { createUser } from './users/create-user.js';
+import { createFirstAdmin, createFirstRunSetup } from './users/first-run.js';
 import { createPasswordHasher } from './users/passwords.js';
 import { createUserQueries } from './users/user-queries.js';
 
@@ -138,13 +138,9 @@ export function createServices(
 export async function bootstrapAdmin(services: Services): Promise<void> {
   const admin = services.config.bootstrapAdmin;
   if (!admin || (await services.users.count()) > 0) return;
-  const result = await createUser(
-    { users: services.users, passwords: services.passwords, writer: services.writer, minPasswordLength: services.config.passwords.minLength },
-    { username: admin.username, password: admin.password, roles: ['admin', 'security'] },
-    { reason: 'bootstrap', details: { bootstrap: true } },
-  );
+  const result = await createFirstAdmin(services, admin, { details: { bootstrap: true } });
   if (result.ok) services.logger.info({ username: result.user.username }, 'bootstrap admin created');
-  else if (result.problem !== 'username_taken') throw new Error(`BOOTSTRAP_ADMIN_PASSWORD / _USERNAME: ${result.detail}`);
+  else if (result.problem !== 'users_exist') throw new Error(`BOOTSTRAP_ADMIN_PASSWORD / _USERNAME: ${result.detail}`);
 }
 
 /** Opens the database (migrating it when configured), Redis, the audit writer, the checkpointer and the services. */
@@ -194,6 +190,8 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
 
     const services = createServices(config, logger, { db, writer, redis, witnesses, partitions });
     await bootstrapAdmin(services);
+    // No user yet: the first admin is made through the setup link main.ts prints (POST /setup).
+    if ((await services.users.count()) === 0) services.setup = createFirstRunSetup();
     const stopMaintenance = startMaintenance(db, logger);
     // One alert engine per cluster (a lease); this instance may stand by. Never awaited by a request.
     const webhook = config.alerts.webhookUrl

@@ -10,6 +10,7 @@ import type { LockoutService } from './lockout/lockout-service.js';
 import type { MfaService } from './mfa/mfa-service.js';
 import type { KeyStore } from './tokens/keys.js';
 import type { RefreshTokenStore } from './tokens/refresh-tokens.js';
+import type { FirstRunSetup } from './users/first-run.js';
 import type { PasswordHasher } from './users/passwords.js';
 import type { UserQueries } from './users/user-queries.js';
 
@@ -32,4 +33,6 @@ export interface Services {
   metrics: Registry;
   /** Pushes checkpoints to the configured witnesses and reports their cosignatures (absent: none configured). */
   witnesses?: WitnessPusher | undefined;
+  /** Present while the gateway started with no user: the one-time setup of the first admin (`POST /setup`). */
+  setup?: FirstRunSetup | undefined;
 }

@@ -105,6 +105,8 @@ export interface Summary {
   most_targeted_usernames: Array<{ username: string; distinct_ips: number; failures: number }>;
   /** Addresses that tried the most distinct accounts: password spraying. */
   spraying_ips: Array<{ ip: string; distinct_usernames: number; failures: number }>;
+  /** Every record of the range (not only logins), counted by event type and outcome. */
+  by_event_type: Array<{ event_type: string; outcome: 'success' | 'failure'; count: number }>;
 }
 
 const LOGIN_EVENTS = `event_type IN ('login.succeeded', 'login.failed')`;
@@ -113,7 +115,7 @@ const LOGIN_EVENTS = `event_type IN ('login.succeeded', 'login.failed')`;
 export async function summarizeLogins(db: Pick<Queryable, 'query'>, range: { from: string; to: string; bucket: 'hour' | 'day'; top: number }): Promise<Summary> {
   const window = `occurred_at >= $1::timestamptz AND occurred_at < $2::timestamptz AND ${LOGIN_EVENTS}`;
   const base = [range.from, range.to];
-  const [buckets, ips, targeted, spraying] = await Promise.all([
+  const [buckets, ips, targeted, spraying, types] = await Promise.all([
     db.query<{ start: string; success: number; failure: number }>(
       `SELECT ${sqlTimestamp(`date_trunc('${range.bucket}', occurred_at, 'UTC')`)} AS start,
               count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure
@@ -137,6 +139,11 @@ export async function summarizeLogins(db: Pick<Queryable, 'query'>, range: { fro
         GROUP BY ip ORDER BY distinct_usernames DESC, failures DESC, ip LIMIT $3`,
       [...base, range.top],
     ),
+    db.query<{ event_type: string; outcome: 'success' | 'failure'; count: number }>(
+      `SELECT event_type, outcome, count(*)::int AS count FROM audit_log
+        WHERE occurred_at >= $1::timestamptz AND occurred_at < $2::timestamptz GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2`,
+      base,
+    ),
   ]);
   return {
     from: range.from,
@@ -146,5 +153,6 @@ export async function summarizeLogins(db: Pick<Queryable, 'query'>, range: { fro
     top_failing_ips: ips.rows,
     most_targeted_usernames: targeted.rows,
     spraying_ips: spraying.rows,
+    by_event_type: types.rows,
   };
 }

@@ -24,6 +24,7 @@ export const AUDIT_EVENT_TYPES = [
   'mfa.recovery_codes_failed',
   'auth.request_refused',
   'user.created',
+  'setup.failed',
   'user.disabled',
   'user.enabled',
   'user.roles_changed',

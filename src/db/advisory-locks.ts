@@ -6,3 +6,5 @@ const NAMESPACE = 0x41_55_54_48; // "AUTH"
 
 export const MIGRATIONS_LOCK = [NAMESPACE, 1] as const;
 export const AUDIT_CHAIN_LOCK = [NAMESPACE, 2] as const;
+/** Held while the first user is created (POST /setup, BOOTSTRAP_ADMIN_*), so exactly one is. */
+export const FIRST_USER_LOCK = [NAMESPACE, 3] as const;

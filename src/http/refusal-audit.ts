@@ -15,6 +15,7 @@ const AUTH_ROUTES: ReadonlyMap<string, AuditEventType> = new Map<string, AuditEv
   ['/login/mfa', 'login.failed'],
   ['/refresh', 'token.refresh_failed'],
   ['/logout', 'logout'],
+  ['/setup', 'setup.failed'],
   ['/me/password', 'user.password_change_failed'],
   ['/mfa/totp/enroll', 'mfa.enrollment_failed'],
   ['/mfa/totp/confirm', 'mfa.enrollment_failed'],

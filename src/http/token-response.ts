@@ -6,10 +6,25 @@ import type { SessionTokens } from '../tokens/sessions.js';
 /** Refresh cookie: `__Host-` prefix, so it is Secure, host-only and Path=/. */
 export const REFRESH_COOKIE = '__Host-authtrail_refresh';
 
-/** The browser's Origin when it is allowed to use the refresh cookie. */
+/**
+ * The browser's Origin when it is allowed to use the refresh cookie: one of REFRESH_COOKIE_ORIGINS,
+ * or the gateway's own (its host is the request's `Host`: the console at /console). A page of
+ * another site cannot send our host as its Origin, and the cookie is host-only and SameSite=Strict.
+ */
 export function cookieOrigin(req: Request, config: Config): string | undefined {
   const origin = req.get('origin');
-  return origin && config.tokens.refreshCookieOrigins.includes(origin) ? origin : undefined;
+  if (!origin) return undefined;
+  if (config.tokens.refreshCookieOrigins.includes(origin)) return origin;
+  return isOwnOrigin(origin, req.get('host')) ? origin : undefined;
+}
+
+function isOwnOrigin(origin: string, host: string | undefined): boolean {
+  if (!host || !/^https?:\/\/[^/\s]+$/.test(origin)) return false;
+  try {
+    return new URL(origin).host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -7,7 +7,7 @@ import { normalizeUsername, usernameProblem } from './usernames.js';
 
 export type CreateUserResult =
   | { ok: true; user: UserRow }
-  | { ok: false; problem: 'username_taken' | 'invalid_username' | 'weak_password'; detail: string };
+  | { ok: false; problem: 'username_taken' | 'users_exist' | 'invalid_username' | 'weak_password'; detail: string };
 
 export interface CreateUserDeps {
   users: UserQueries;
@@ -18,12 +18,14 @@ export interface CreateUserDeps {
 
 /**
  * Creates a user and records `user.created`; when the record cannot be written the user is
- * removed again and the error propagates (no unrecorded accounts).
+ * removed again and the error propagates (no unrecorded accounts). With `onlyFirst`, the user is
+ * created only while there is no user at all (`users_exist` otherwise), atomically across processes.
  */
 export async function createUser(
   deps: CreateUserDeps,
   input: { username: string; password: string; roles: readonly Role[] },
   audit: Omit<AuditEvent, 'eventType' | 'outcome' | 'username' | 'userId'>,
+  options: { onlyFirst?: boolean } = {},
 ): Promise<CreateUserResult> {
   const usernameIssue = usernameProblem(input.username);
   if (usernameIssue) return { ok: false, problem: 'invalid_username', detail: `the username is ${usernameIssue.replace('_', ' ')}` };
@@ -36,12 +38,14 @@ export async function createUser(
     }[passwordIssue];
     return { ok: false, problem: 'weak_password', detail };
   }
-  const user = await deps.users.insert({
+  const row = {
     username: input.username.trim(),
     normalized: normalizeUsername(input.username),
     passwordHash: await deps.passwords.hash(input.password),
     roles: [...new Set(input.roles)],
-  });
+  };
+  const user = options.onlyFirst ? await deps.users.insertFirst(row) : await deps.users.insert(row);
+  if (!user && options.onlyFirst) return { ok: false, problem: 'users_exist', detail: 'a user already exists' };
   if (!user) return { ok: false, problem: 'username_taken', detail: 'the username is taken' };
   await recordOrUndo(
     () =>

@@ -1,6 +1,7 @@
 import { sqlTimestamp } from '../audit/clock.js';
 import { normalizeUsername } from './usernames.js';
-import type { Queryable } from '../db/database.js';
+import { FIRST_USER_LOCK } from '../db/advisory-locks.js';
+import type { Database } from '../db/database.js';
 
 /**
  * `auditor` reads what `security` reads — login history, lockouts, checkpoints, proofs and
@@ -31,7 +32,7 @@ export interface UserRow {
 const COLUMNS = 'id, username, username_normalized, password_hash, roles, status, mfa_enabled';
 
 /** Parameterized queries on `users`, returning plain rows. */
-export function createUserQueries(db: Pick<Queryable, 'query'>) {
+export function createUserQueries(db: Pick<Database, 'query' | 'transaction'>) {
   return {
     async findByNormalizedUsername(normalized: string): Promise<UserRow | undefined> {
       const { rows } = await db.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE username_normalized = $1`, [normalized]);
@@ -49,6 +50,24 @@ export function createUserQueries(db: Pick<Queryable, 'query'>) {
         [user.username, user.normalized, user.passwordHash, user.roles],
       );
       return rows[0];
+    },
+    /**
+     * Inserts the first user: resolves undefined when any user exists. Exactly one of any number
+     * of parallel calls, on any number of processes, inserts: each checks for users under one
+     * advisory lock, and under READ COMMITTED its INSERT … WHERE NOT EXISTS sees every user
+     * committed before the lock was granted.
+     */
+    insertFirst(user: { username: string; normalized: string; passwordHash: string; roles: readonly Role[] }): Promise<UserRow | undefined> {
+      return db.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...FIRST_USER_LOCK]);
+        const { rows } = await tx.query<UserRow>(
+          `INSERT INTO users (username, username_normalized, password_hash, roles)
+           SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM users)
+           ON CONFLICT (username_normalized) DO NOTHING RETURNING ${COLUMNS}`,
+          [user.username, user.normalized, user.passwordHash, user.roles],
+        );
+        return rows[0];
+      });
     },
     async updatePasswordHash(id: string, passwordHash: string): Promise<void> {
       await db.query('UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1', [id, passwordHash]);

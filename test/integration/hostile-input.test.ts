@@ -6,13 +6,14 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { createApp } from '../../src/app.js';
 import { createLogger } from '../../src/logger.js';
+import { createFirstRunSetup } from '../../src/users/first-run.js';
 import { createTestGateway, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
 
 const PASSWORD = 'correct horse battery staple';
 const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
 
 /** The authentication routes: every refusal on them is exactly one audit record. */
-const AUTH_PATHS = ['/login', '/login/mfa', '/refresh', '/logout', '/me/password', '/mfa/totp/enroll', '/mfa/totp/confirm', '/mfa/totp/disable', '/mfa/recovery-codes'];
+const AUTH_PATHS = ['/login', '/login/mfa', '/refresh', '/logout', '/setup', '/me/password', '/mfa/totp/enroll', '/mfa/totp/confirm', '/mfa/totp/disable', '/mfa/recovery-codes'];
 
 async function auditCount(gw: TestGateway): Promise<number> {
   const { rows } = await gw.t.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log');
@@ -29,7 +30,8 @@ async function loggingGateway(): Promise<{ gw: TestGateway; app: ReturnType<type
       done();
     },
   });
-  const app = createApp({ ...gw.services, logger: createLogger('info', sink) });
+  // A pending setup link, so generated setup tokens reach the comparison with the real one.
+  const app = createApp({ ...gw.services, logger: createLogger('info', sink), setup: createFirstRunSetup() });
   return { gw, app, lines };
 }
 
@@ -134,6 +136,8 @@ describe('attack: refusals with no audit record', () => {
     { name: 'POST /logout over 10 kB', send: () => request(gw.app).post('/logout').send({ refresh_token: 'x'.repeat(11_000) }), status: 413, eventType: 'logout', reason: 'payload_too_large' },
     { name: 'POST /refresh with broken gzip', send: () => request(gw.app).post('/refresh').set('Content-Type', 'application/json').set('Content-Encoding', 'gzip').send('not gzip'), status: 415, eventType: 'token.refresh_failed', reason: 'unsupported_media_type' },
     { name: 'POST /logout with broken gzip', send: () => request(gw.app).post('/logout').set('Content-Type', 'application/json').set('Content-Encoding', 'gzip').send('not gzip'), status: 415, eventType: 'logout', reason: 'unsupported_media_type' },
+    { name: 'POST /setup with the body `{`', send: () => request(gw.app).post('/setup').set('Content-Type', 'application/json').send('{'), status: 400, eventType: 'setup.failed', reason: 'invalid_request' },
+    { name: 'POST /setup over 10 kB', send: () => request(gw.app).post('/setup').send({ setup_token: 'x'.repeat(11_000) }), status: 413, eventType: 'setup.failed', reason: 'payload_too_large' },
     { name: 'POST /mfa/totp/confirm without a token', send: () => request(gw.app).post('/mfa/totp/confirm').send({ otp: '123456' }), status: 401, eventType: 'mfa.enrollment_failed', reason: 'unauthorized' },
   ];
   for (const c of cases) {
@@ -175,7 +179,7 @@ describe('property: hostile input never makes a 500, and every refusal of an aut
   );
   const hostileJson = fc.oneof(
     fc.jsonValue({ maxDepth: 3 }),
-    fc.dictionary(fc.constantFrom('username', 'password', 'otp', 'recovery_code', 'mfa_token', 'refresh_token', 'current_password', 'new_password', 'roles', '__proto__', 'constructor'), fc.oneof(hostileString, fc.jsonValue({ maxDepth: 2 })), { maxKeys: 5 }),
+    fc.dictionary(fc.constantFrom('username', 'password', 'otp', 'recovery_code', 'mfa_token', 'refresh_token', 'current_password', 'new_password', 'roles', 'setup_token', '__proto__', 'constructor'), fc.oneof(hostileString, fc.jsonValue({ maxDepth: 2 })), { maxKeys: 5 }),
   );
   const hostileBody = fc.oneof(
     hostileJson.map((value) => ({ type: 'application/json', body: JSON.stringify(value) })),

@@ -97,7 +97,10 @@ describe('GET /openapi.json', () => {
     const userName = uniqueName('oa-user');
     const userId = await gw.addUser(userName, PASSWORD, ['user']);
 
-    for (const url of ['/healthz', '/readyz', '/metrics', '/openapi.json', '/.well-known/jwks.json']) await call('GET', url);
+    for (const url of ['/healthz', '/readyz', '/metrics', '/openapi.json', '/.well-known/jwks.json', '/']) await call('GET', url);
+    // Users exist, so the setup is over (test/integration/setup.test.ts covers the rest).
+    await call('POST', '/setup', { body: { setup_token: 'x', username: 'first-admin@example.com', password: PASSWORD } });
+    await call('POST', '/setup', { body: { setup_token: 'x' } });
     await call('POST', '/login', { body: { username: admin } });
     await call('POST', '/login', { body: 'x', type: 'text/plain' });
     await call('POST', '/login', { body: { username: admin, password: 'p'.repeat(11_000) } });
