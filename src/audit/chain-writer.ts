@@ -193,7 +193,7 @@ async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, st
  * stays dense, the chain never forks, and the tree (audit_tiles) always covers exactly the records
  * committed. The new state once stored; `elsewhere` when the head was elsewhere and nothing was
  * stored; `behind` when the head had not reached the expected one yet (a batch sent before this
- * one has not committed: migration 014) and nothing was stored.
+ * one has not committed: migration 013) and nothing was stored.
  */
 async function appendAfter(db: Pick<Queryable, 'query'>, expected: WriterState, batch: PreparedBatch): Promise<WriterState | 'elsewhere' | 'behind'> {
   const { rows } = await db.query<{ level: number; idx: number; n: number }>(CALL_APPEND_SQL, [
