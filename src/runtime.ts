@@ -149,12 +149,11 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
   const alertRules = loadAlertRules(config.alerts.rulesFile);
   const webhookSecret = config.alerts.webhookSecretFile === undefined ? undefined : loadWebhookSecret(config.alerts.webhookSecretFile);
   const db = await openDatabase(config);
-  // The audit writer gets its own three connections (two batches in flight, and the checkpointer),
-  // so requests holding the pool never starve it;
+  // The audit writer gets its own two connections, so requests holding the pool never starve it;
   // their sessions never let a stopped process hold the chain's lock (AUDIT_SESSION), and its
   // transactions serve many requests, so no one request's deadline bounds them.
   const auditDb = config.database.url
-    ? await openDatabase(config, 'authtrail-audit', 3, { ...AUDIT_SESSION, requestDeadlines: false })
+    ? await openDatabase(config, 'authtrail-audit', 2, { ...AUDIT_SESSION, requestDeadlines: false })
     : db;
   const closers: Array<() => Promise<unknown>> = [() => db.close()];
   if (auditDb !== db) closers.unshift(() => auditDb.close());

@@ -83,8 +83,6 @@ export interface ChainWriterOptions {
   /** Most records waiting at once; past it, new records are rejected at once rather than piling up. */
   maxQueued?: number;
   clock?: () => string;
-  /** Most batches in flight at once (default 2); the database pool needs that many connections for them to overlap. */
-  pipelineDepth?: number;
 }
 
 interface Pending {
@@ -145,16 +143,6 @@ interface WriterState {
 /** A batch's rows, hashes and tiles, computed after a given state. */
 type PreparedBatch = Awaited<ReturnType<typeof prepareBatch>>;
 
-/** A batch sent to the server and not yet settled. */
-interface InFlight {
-  batch: Pending[];
-  /** The state it was computed after. */
-  expected: WriterState;
-  prepared: PreparedBatch;
-  append: Promise<WriterState | 'elsewhere' | 'behind'>;
-  started: number;
-}
-
 /** The batch's rows (one array per column), what it commits, and its tiles, chained after `head`. */
 async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, state: WriterState) {
   // One array per column, inserted with unnest: the statement's text and plan are the same for every batch.
@@ -191,16 +179,13 @@ async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, st
  * Appends a batch after the head the writer expects, in one statement (see {@link CALL_APPEND_SQL}):
  * the advisory lock serializes every writer of every gateway process on this database, so `seq`
  * stays dense, the chain never forks, and the tree (audit_tiles) always covers exactly the records
- * committed. The new state once stored; `elsewhere` when the head was elsewhere and nothing was
- * stored; `behind` when the head had not reached the expected one yet (a batch sent before this
- * one has not committed: migration 013) and nothing was stored.
+ * committed. Undefined when the head was elsewhere and nothing was stored.
  */
-async function appendAfter(db: Pick<Queryable, 'query'>, expected: WriterState, batch: PreparedBatch): Promise<WriterState | 'elsewhere' | 'behind'> {
+async function appendAfter(db: Pick<Queryable, 'query'>, expected: WriterState, batch: PreparedBatch): Promise<WriterState | undefined> {
   const { rows } = await db.query<{ level: number; idx: number; n: number }>(CALL_APPEND_SQL, [
     ...AUDIT_CHAIN_LOCK, expected.head.seq, expected.head.hash, ...batch.columns, ...tileParams(expected.edge.size, batch.tiles),
   ]);
-  if (rows.length === 0) return 'elsewhere';
-  if (rows[0]!.level === -1) return 'behind';
+  if (rows.length === 0) return undefined;
   checkTileWidths(batch.tiles, rows);
   return batch.next;
 }
@@ -224,7 +209,7 @@ async function appendAtHead(
   const batch = await prepareBatch(records, state);
   // The same append as the usual path, inside this transaction (it takes the lock again, which an advisory lock allows).
   const next = await appendAfter(tx, state, batch);
-  if (typeof next === 'string') throw new Error(`the chain head moved from ${head.seq} while its lock was held`);
+  if (!next) throw new Error(`the chain head moved from ${head.seq} while its lock was held`);
   return { committed: batch.committed, state: next };
 }
 
@@ -237,7 +222,6 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
   const maxQueued = options.maxQueued ?? Math.max(10_000, options.batchMax * 64);
   const queue: Pending[] = [];
   const listeners: Array<(head: ChainHead, batch: CommittedBatch) => void> = [];
-  const depth = Math.max(1, options.pipelineDepth ?? 2);
   let draining: Promise<void> | undefined;
   let closed = false;
   /** Where this writer left the log: head, its time and the Merkle tree's right edge, as last committed. */
@@ -246,111 +230,51 @@ export function createChainWriter(db: Database, options: ChainWriterOptions): Ch
     queued: 0, committed: 0, batches: 0, lastBatchSize: 0, lastCommitMs: 0, lastError: undefined, closed: false,
   };
 
-  /** Resolves a committed batch's callers and tells the listeners, in commit order. */
-  function succeed(batch: Pending[], committed: CommittedRecord[], started: number): void {
-    stats.committed += committed.length;
-    stats.batches += 1;
-    stats.lastBatchSize = committed.length;
-    stats.lastCommitMs = performance.now() - started;
-    stats.lastError = undefined;
-    batch.forEach((p, i) => p.resolve(committed[i]!));
-    const last = committed[committed.length - 1]!;
-    const summary: CommittedBatch = {
-      count: committed.length,
-      durationMs: stats.lastCommitMs,
-      records: batch.map((p) => ({ eventType: p.record.event_type, outcome: p.record.outcome })),
-    };
-    for (const listener of listeners) listener({ seq: last.seq, hash: last.hash }, summary);
-  }
-
-  function fail(batch: Pending[], err: unknown): void {
-    state = undefined; // read again under the lock: what this transaction computed was not committed
-    stats.lastError = (err as Error).message;
-    const failure = new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record could not be written', {
-      cause: err,
-    });
-    for (const p of batch) p.reject(failure);
-  }
-
-  /** The slow path: the log is not where this writer left it (or nothing is known yet), so start again from what is there. */
-  async function writeAtHead(batch: Pending[], started: number): Promise<void> {
+  async function writeBatch(batch: Pending[]): Promise<void> {
+    const started = performance.now();
     try {
+      const records = batch.map((p) => p.record);
       const known = state;
-      const appended = await db.transaction((tx) => appendAtHead(tx, batch.map((p) => p.record), known));
-      state = appended.state;
-      succeed(batch, appended.committed, started);
-    } catch (err) {
-      fail(batch, err);
-    }
-  }
-
-  /** Waits for the oldest batch in flight and settles its callers. */
-  async function settle(sent: InFlight): Promise<void> {
-    try {
-      let outcome = await sent.append;
-      // It reached the lock before the batch ahead of it committed; that one has settled now, so
-      // when it committed as predicted, the same batch goes again, once.
-      if (outcome === 'behind' && state === sent.expected) outcome = await appendAfter(db, sent.expected, sent.prepared);
-      if (typeof outcome !== 'string') {
-        state = outcome;
-        succeed(sent.batch, sent.prepared.committed, sent.started);
-        return;
+      const prepared = known ? await prepareBatch(records, known) : undefined;
+      let committed: CommittedRecord[];
+      const stored = known && prepared ? await appendAfter(db, known, prepared) : undefined;
+      if (stored && prepared) {
+        state = stored;
+        committed = prepared.committed;
+      } else {
+        // The log is not where this writer left it: start again from what is there.
+        const appended = await db.transaction((tx) => appendAtHead(tx, records, known));
+        state = appended.state;
+        committed = appended.committed;
       }
+      stats.committed += committed.length;
+      stats.batches += 1;
+      stats.lastBatchSize = committed.length;
+      stats.lastCommitMs = performance.now() - started;
+      stats.lastError = undefined;
+      batch.forEach((p, i) => p.resolve(committed[i]!));
+      const last = committed[committed.length - 1]!;
+      const summary: CommittedBatch = {
+        count: committed.length,
+        durationMs: stats.lastCommitMs,
+        records: batch.map((p) => ({ eventType: p.record.event_type, outcome: p.record.outcome })),
+      };
+      for (const listener of listeners) listener({ seq: last.seq, hash: last.hash }, summary);
     } catch (err) {
-      fail(sent.batch, err);
-      return;
+      state = undefined; // read again under the lock: what this transaction computed was not committed
+      stats.lastError = (err as Error).message;
+      const failure = new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record could not be written', {
+        cause: err,
+      });
+      for (const p of batch) p.reject(failure);
     }
-    await writeAtHead(sent.batch, sent.started);
   }
 
-  function take(count: number): Pending[] {
-    const batch = queue.splice(0, count);
-    for (const p of batch) p.taken();
-    return batch;
-  }
-
-  /**
-   * Pipelined group commit: while one batch is in the server, the next is computed after the head
-   * that batch will leave and sent behind it (it waits for the chain's lock there). The server's
-   * head check makes a wrong guess harmless: a batch sent after one that did not commit finds the
-   * head elsewhere, stores nothing and goes the slow path. Batches settle strictly in order.
-   */
   async function drain(): Promise<void> {
-    const inFlight: InFlight[] = [];
-    /** The head after every batch in flight; undefined while it is not known ahead (nothing written yet, or a batch went wrong). */
-    let ahead = state;
-    while (queue.length > 0 || inFlight.length > 0) {
-      while (ahead && queue.length > 0 && inFlight.length < depth) {
-        // With nothing in flight, the queue is shared among the pipeline's slots, so the server
-        // has the next batch in hand while the client computes the one after.
-        const share = inFlight.length === 0 ? Math.ceil(queue.length / depth) : queue.length;
-        const batch = take(Math.min(share, options.batchMax));
-        const started = performance.now();
-        const expected = ahead;
-        let prepared: PreparedBatch;
-        try {
-          prepared = await prepareBatch(batch.map((p) => p.record), expected);
-        } catch (err) {
-          fail(batch, err);
-          ahead = undefined;
-          break;
-        }
-        const append = appendAfter(db, expected, prepared);
-        append.catch(() => {}); // observed, in order, by settle()
-        inFlight.push({ batch, expected, prepared, append, started });
-        ahead = prepared.next;
-      }
-      const oldest = inFlight.shift();
-      if (oldest) {
-        await settle(oldest);
-        // Anything but the predicted commit leaves the batches behind it computed on a wrong guess:
-        // they will go the slow path, and nothing more is sent until they have.
-        if (inFlight.length === 0) ahead = state;
-        else if (state !== oldest.prepared.next) ahead = undefined;
-      } else if (queue.length > 0) {
-        await writeAtHead(take(options.batchMax), performance.now());
-        ahead = state;
-      }
+    while (queue.length > 0) {
+      const batch = queue.splice(0, options.batchMax);
+      for (const p of batch) p.taken();
+      await writeBatch(batch);
     }
   }
 
