@@ -1,6 +1,7 @@
 // `npm run bench`: every figure is printed next to a bound measured in the same run on the same machine.
 import { benchArchive } from './archive.js';
 import { benchAudit } from './audit.js';
+import { benchConsole } from './console.js';
 import { benchForward } from './forward.js';
 import { benchLogin } from './login.js';
 import { benchSecurity } from './security.js';
@@ -11,3 +12,4 @@ await benchForward();
 await benchArchive();
 await benchLogin();
 await benchSecurity();
+await benchConsole();
