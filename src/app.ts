@@ -14,7 +14,7 @@ import { lockoutRoutes } from './http/lockout-routes.js';
 import { loginEventRoutes } from './http/login-event-routes.js';
 import { loginRoutes } from './http/login-routes.js';
 import { openApiRoutes } from './http/openapi.js';
-import { recordAuthRefusals } from './http/refusal-audit.js';
+import { recordAuthRefusals, recordDeadlineRefusal } from './http/refusal-audit.js';
 import { requestId, requestLogger } from './http/request-context.js';
 import { setupRoutes } from './http/setup-routes.js';
 import { tokenRoutes } from './http/token-routes.js';
@@ -43,7 +43,9 @@ export function createApp(services: Services): Express {
     );
   }
   // Every route but the full chain verification, which may read for longer (README "Operations").
-  app.use(requestDeadline(services.config.requestDeadlineMs, { skip: (req) => req.path === '/admin/audit/verify' }));
+  app.use(
+    requestDeadline(services.config.requestDeadlineMs, { skip: (req) => req.path === '/admin/audit/verify', onExpired: recordDeadlineRefusal(services) }),
+  );
   app.use(healthRoutes(services));
   app.use(jwksRoutes(services.keys));
   app.use(openApiRoutes());

@@ -15,9 +15,13 @@ export const deadlineOf = (res: Response): Deadline | undefined => res.locals.de
  * the timer fires before the request started its answer, the request is answered 503 through the
  * problem handler — `audit_unavailable` when it was waiting for its audit record, else
  * `service_unavailable`, both with `Retry-After` — and whatever it finishes later cannot succeed.
+ * `onExpired` sees that answer first (on authentication routes it becomes a refusal record).
  * An answer already under way (a streaming export) is never cut.
  */
-export function requestDeadline(ms: number, options: { skip?: (req: Request) => boolean } = {}): RequestHandler {
+export function requestDeadline(
+  ms: number,
+  options: { skip?: (req: Request) => boolean; onExpired?: (err: Error, req: Request, res: Response) => void } = {},
+): RequestHandler {
   return (req, res, next) => {
     if (options.skip?.(req)) {
       next();
@@ -32,6 +36,8 @@ export function requestDeadline(ms: number, options: { skip?: (req: Request) => 
       const err = wasAudited(res)
         ? new AuditUnavailableError('ERR_AUDIT_UNAVAILABLE', 'the audit record was not committed within the request deadline', { cause })
         : new HttpError('service_unavailable', { headers: { 'Retry-After': '5' }, cause });
+      // Recorded first (that marks the request audited), answered at once.
+      options.onExpired?.(err, req, res);
       void problemHandler(err, req, res, () => {});
     }, ms);
     res.once('finish', () => clearTimeout(timer));

@@ -14,6 +14,13 @@ const setupBody = z.object({ setup_token: z.string().max(256), username: z.strin
  * `setup.failed` record (written by recordAuthRefusals, with the problem code as reason).
  */
 export function setupRoutes(services: Services): Router {
+  /**
+   * One setup at a time in this process: the others wait for it and then find it done (409 at
+   * once), instead of each hashing a password first and the last ones missing their deadline.
+   * Across processes the database decides (createFirstAdmin).
+   */
+  let turns: Promise<unknown> = Promise.resolve();
+
   const setup: RequestHandler = async (req, res) => {
     const raw = req.body as { username?: unknown } | undefined;
     if (raw && typeof raw.username === 'string') res.locals.login = { username: raw.username };
@@ -22,19 +29,23 @@ export function setupRoutes(services: Services): Router {
     if (!pending?.pending()) throw new HttpError('setup_completed', { detail: 'Sign in instead' });
     if (!pending.matches(body.setup_token)) throw new HttpError('invalid_setup_token', { detail: 'Use the setup link the gateway printed at start' });
     const client = clientInfo(req);
-    const result = await createFirstAdmin(
-      services,
-      { username: body.username, password: body.password },
-      { ip: client.ip, userAgent: client.userAgent, deviceId: client.deviceId, requestId: client.requestId, details: { bootstrap: true, via: 'setup' } },
-    );
+    const turn = turns.then(async () => {
+      if (!pending.pending()) throw new HttpError('setup_completed', { detail: 'Sign in instead' });
+      const created = await createFirstAdmin(
+        services,
+        { username: body.username, password: body.password },
+        { ip: client.ip, userAgent: client.userAgent, deviceId: client.deviceId, requestId: client.requestId, details: { bootstrap: true, via: 'setup' } },
+      );
+      // Decided before the next turn starts: a user exists now, made here or by another process.
+      if (created.ok || created.problem === 'users_exist' || created.problem === 'username_taken') pending.finish();
+      return created;
+    });
+    turns = turn.catch(() => {});
+    const result = await turn;
     if (!result.ok) {
-      if (result.problem === 'users_exist' || result.problem === 'username_taken') {
-        pending.finish();
-        throw new HttpError('setup_completed', { detail: 'Sign in instead' });
-      }
+      if (result.problem === 'users_exist' || result.problem === 'username_taken') throw new HttpError('setup_completed', { detail: 'Sign in instead' });
       throw invalidRequest(result.detail, { fields: [result.problem === 'weak_password' ? 'password' : 'username'] });
     }
-    pending.finish();
     res.status(201).json({ id: result.user.id, username: result.user.username, roles: result.user.roles });
   };
 

@@ -8,23 +8,24 @@ export const REFRESH_COOKIE = '__Host-authtrail_refresh';
 
 /**
  * The browser's Origin when it is allowed to use the refresh cookie: one of REFRESH_COOKIE_ORIGINS,
- * or the gateway's own (its host is the request's `Host`: the console at /console). A page of
- * another site cannot send our host as its Origin, and the cookie is host-only and SameSite=Strict.
+ * or the gateway's own (the console at /console): exactly this request's scheme, `Host` and port.
+ * A page of another site cannot send our origin, the cookie is host-only and SameSite=Strict, and
+ * a fetch the browser itself calls cross-site (`Sec-Fetch-Site`) never counts as our own.
  */
 export function cookieOrigin(req: Request, config: Config): string | undefined {
   const origin = req.get('origin');
   if (!origin) return undefined;
   if (config.tokens.refreshCookieOrigins.includes(origin)) return origin;
-  return isOwnOrigin(origin, req.get('host')) ? origin : undefined;
+  return isOwnOrigin(req, origin) ? origin : undefined;
 }
 
-function isOwnOrigin(origin: string, host: string | undefined): boolean {
-  if (!host || !/^https?:\/\/[^/\s]+$/.test(origin)) return false;
-  try {
-    return new URL(origin).host === new URL(`http://${host}`).host;
-  } catch {
-    return false;
-  }
+/** A serialized origin as browsers send it (scheme, host, optional port; nothing else) equal to the request's own. */
+function isOwnOrigin(req: Request, origin: string): boolean {
+  const host = req.get('host');
+  if (!host || req.get('sec-fetch-site') === 'cross-site') return false;
+  if (!/^https?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(origin)) return false;
+  // `req.protocol` is https behind a proxy named by TRUST_PROXY that says so (X-Forwarded-Proto).
+  return origin.toLowerCase() === `${req.protocol}://${host}`.toLowerCase();
 }
 
 /**

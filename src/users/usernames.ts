@@ -1,7 +1,9 @@
 /** Longest username, in characters after normalization. */
 export const USERNAME_MAX_LENGTH = 256;
 
-const CONTROL = /\p{Cc}|\p{Cf}|[\u2028\u2029]/u;
+// \p{Cs}: an unpaired surrogate has no UTF-8 form; stored, it would become U+FFFD and another
+// name would log in as the same account.
+const CONTROL = /\p{Cc}|\p{Cf}|\p{Cs}|[\u2028\u2029]/u;
 
 export type UsernameProblem = 'empty' | 'too_long' | 'control_characters';
 
@@ -13,7 +15,7 @@ export function normalizeUsername(raw: string): string {
   return raw.normalize('NFKC').toLowerCase().trim();
 }
 
-/** Why a username cannot be used, if it cannot. Control characters (CR, LF, NUL, bidi overrides) are refused outright. */
+/** Why a username cannot be used, if it cannot. Control characters (CR, LF, NUL, bidi overrides) and unpaired surrogates are refused outright. */
 export function usernameProblem(raw: string): UsernameProblem | undefined {
   if (CONTROL.test(raw)) return 'control_characters';
   // As typed too: the audit record keeps the first 256 characters of what was attempted, and a

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import request from 'supertest';
 import { createApp } from '../../src/app.js';
 import { createChainWriter, type ChainWriter } from '../../src/audit/chain-writer.js';
 import { loadTrustedKeys } from '../../src/audit/checkpoints.js';
@@ -18,7 +19,7 @@ import { createUser } from '../../src/users/create-user.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { createTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { createTestGateway, sharedSetup, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
+import { auditRows, createTestGateway, sharedSetup, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
 
 const PASSWORD = 'correct horse battery staple';
 /** The deadline these tests configure, and how late after it a 503 may arrive (scheduling on a busy 2-core box). */
@@ -321,3 +322,27 @@ describe('database calls under a request deadline', () => {
     assert.equal(undo.error, undefined);
   });
 });
+
+describe('a deadline 503 on an authentication route is a refusal like any other', () => {
+  let gw: TestGateway;
+  before(async () => {
+    // Cost 12 (≈ 0.3 s a hash here) against a 200 ms deadline: every login is answered by the deadline.
+    gw = await createTestGateway({ env: { BCRYPT_COST: '12', REQUEST_DEADLINE_MS: '200' } });
+  });
+  after(async () => {
+    await gw.close();
+  });
+
+  it('when logins outlast the deadline, then each 503 writes exactly one record, and the decision reached later writes none', async () => {
+    const usernames = Array.from({ length: 6 }, (_, i) => uniqueName(`slow${i}`));
+    const answers = await Promise.all(usernames.map((username) => request(gw.app).post('/login').send({ username, password: 'not the password at all' })));
+    assert.deepEqual(answers.map((r) => [r.status, (r.body as { code?: string }).code]), usernames.map(() => [503, 'service_unavailable']));
+    // Let every password check finish and try to record its own decision.
+    await delay(3000);
+    for (const username of usernames) {
+      const rows = await auditRows(gw.t, { username });
+      assert.deepEqual(rows.map((r) => [r.event_type, r.outcome, r.reason]), [['login.failed', 'failure', 'service_unavailable']], username);
+    }
+  });
+});
+

@@ -126,6 +126,24 @@ describe('refresh tokens', () => {
     const out = await request(gw.app).post('/logout').set('Cookie', next).set('Origin', ORIGIN).expect(204);
     assert.match((out.headers['set-cookie'] as unknown as string[])[0]!, /^__Host-authtrail_refresh=;/);
   });
+
+  it('when the Origin is the gateway\'s own, then the cookie works only for the exact origin — scheme, host and port — from a same-site page', async () => {
+    const username = uniqueName('own-origin');
+    await gw.addUser(username, PASSWORD);
+    const host = 'gateway.example:8443';
+    const own = `http://${host}`; // supertest speaks plain HTTP: this request's own scheme
+    const res = await request(gw.app).post('/login').set('Host', host).set('Origin', own).send({ username, password: PASSWORD }).expect(200);
+    let cookie = (res.headers['set-cookie'] as unknown as string[])[0]!.split(';')[0]!;
+    // Another scheme, a user-info prefix no browser sends, a path, and a cross-site fetch: refused.
+    for (const [origin, site] of [[`https://${host}`, undefined], [`http://evil.example@${host}`, undefined], [`${own}/`, undefined], [own, 'cross-site']] as const) {
+      const refused = request(gw.app).post('/refresh').set('Host', host).set('Cookie', cookie).set('Origin', origin);
+      if (site) refused.set('Sec-Fetch-Site', site);
+      await refused.expect(401);
+    }
+    const refreshed = await request(gw.app).post('/refresh').set('Host', host).set('Cookie', cookie).set('Origin', own).set('Sec-Fetch-Site', 'same-origin').expect(200);
+    cookie = (refreshed.headers['set-cookie'] as unknown as string[])[0]!.split(';')[0]!;
+    assert.ok(cookie.length > 30);
+  });
 });
 
 describe('refresh grace window', () => {

@@ -73,3 +73,31 @@ describe('POST /setup: the first administrator, once', () => {
     assert.equal((await auditRows(gw.t, { eventType: 'setup.failed' })).length, before + 1);
   });
 });
+
+describe('POST /setup under load: the right token, many times at once, at production bcrypt cost', () => {
+  let gw: TestGateway;
+  let setup: FirstRunSetup;
+  let app: ReturnType<typeof createApp>;
+  before(async () => {
+    // Cost 12 (≈ 0.3 s a hash here) and a 2 s deadline: hashing every request's password before
+    // finding the setup done would answer the later ones 503.
+    gw = await createTestGateway({ env: { BCRYPT_COST: '12', REQUEST_DEADLINE_MS: '2000' } });
+    setup = createFirstRunSetup();
+    app = createApp({ ...gw.services, setup });
+  });
+  after(async () => {
+    await gw.close();
+  });
+
+  it('when 30 requests with the token arrive at once, then one 201 and 29 409s, all within the deadline, each refusal recorded once', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => request(app).post('/setup').send({ setup_token: setup.token, username: `racer${i}@example.com`, password: `${PASSWORD} ${i}` })),
+    );
+    assert.deepEqual(answers.map((r) => r.status).sort(), [201, ...Array(29).fill(409)]);
+    assert.equal(await gw.services.users.count(), 1);
+    assert.equal((await auditRows(gw.t, { eventType: 'user.created' })).length, 1);
+    const refused = await auditRows(gw.t, { eventType: 'setup.failed' });
+    assert.deepEqual(refused.map((r) => r.reason), Array(29).fill('setup_completed'));
+  });
+});
+

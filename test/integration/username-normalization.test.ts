@@ -13,6 +13,7 @@ import { loadMigrations, migrate } from '../../src/db/migrate.js';
 import { normalizeUsername } from '../../src/users/usernames.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { sampleEvent } from '../helpers/events.js';
+import { createUser } from '../../src/users/create-user.js';
 import { createTestGateway, uniqueName, type TestGateway } from '../helpers/test-gateway.js';
 
 const PASSWORD = 'correct horse battery staple';
@@ -91,6 +92,24 @@ describe('username search normalizes exactly as login does', () => {
     assert.equal(res.status, 400);
     const found = await get('/admin/login-events').query({ username: 'carol', event_type: 'login.succeeded', ip: '198.51.100.9' }).expect(200);
     assert.equal(found.body.items.length, 0);
+  });
+
+  it('when a username holds an unpaired surrogate, then logging in is refused with 400 and creating a user with invalid_username, never stored as U+FFFD', async () => {
+    // U+FFFD is what a lone surrogate becomes on its way to UTF-8: "\ud800x" must not reach the account "\ufffdx".
+    const existing = uniqueName('\ufffdsurrogate');
+    await gw.addUser(existing, PASSWORD);
+    for (const username of [existing.replace('\ufffd', '\ud800'), existing.replace('\ufffd', '\udfff')]) {
+      const res = await login(username, PASSWORD, '198.51.100.10');
+      assert.equal(res.status, 400, username);
+      assert.equal(res.body.code, 'invalid_request');
+    }
+    // The one user-creation path of the admin API, /setup, the bootstrap variables and the CLI.
+    const created = await createUser(
+      { users: gw.services.users, passwords: gw.services.passwords, writer: gw.services.writer, minPasswordLength: 12 },
+      { username: 'bad\ud800@example.com', password: PASSWORD, roles: ['user'] },
+      {},
+    );
+    assert.deepEqual(created.ok ? 'created' : created.problem, 'invalid_username');
   });
 });
 
