@@ -4,6 +4,7 @@ import { archivePartitions, type ArchiveSummary } from '../audit/archive.js';
 import { loadSigningKey } from '../audit/checkpoints.js';
 import { loadConfig } from '../config.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
+import { UsageError, runCli } from './run-cli.js';
 
 const USAGE = `usage: npm run audit:archive -- [--database-url URL | --data-dir DIR] [--archive-dir DIR]
        [--hot-days N] [--retention-days N] [--signing-key FILE] [--origin NAME] [--json]
@@ -28,9 +29,6 @@ cannot drop partitions.
 Exit status: 0 done (also when nothing was due), 1 a check failed (a partition's records do not
 verify, its seq range is not dense or overlaps another, or a written segment does not read back:
 that partition was not dropped), 2 could not run (configuration, key, database, archive directory).`;
-
-/** The command line could not be used: printed with the usage, exit 2. */
-class UsageError extends Error {}
 
 /** The environment the configuration is read from, with the flags applied over it. */
 function environment(values: Record<string, string | boolean | undefined>): NodeJS.ProcessEnv {
@@ -114,14 +112,4 @@ async function run(): Promise<number> {
   }
 }
 
-run().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`audit:archive could not run: ${(err as Error).message}\n\n${USAGE}`);
-    } else {
-      console.error(`audit:archive could not run: ${(err as Error).message}`);
-    }
-    process.exit(2);
-  },
-);
+runCli('audit:archive', USAGE, run);

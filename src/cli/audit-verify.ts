@@ -11,6 +11,7 @@ import type { TreeResult } from '../audit/verify-tree.js';
 import { verifyDatabase } from '../audit/verify-both.js';
 import { checkWitnessFlags, describeWitnessCheck, WITNESS_USAGE, type WitnessCheckResult } from '../audit/witness-check.js';
 import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
+import { UsageError, runCli } from './run-cli.js';
 
 const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE]
        [--archive DIR]... [--origin NAME] [--json]
@@ -40,9 +41,6 @@ ${WITNESS_USAGE}
 
 Exit status: 0 intact, 1 tampered (the first bad seq and the problem printed), 2 could not run
 (no trusted key, a key or file unreadable, the database unreachable).`;
-
-/** The command line could not be used: printed with the usage, exit 2. */
-class UsageError extends Error {}
 
 type Problem = NonNullable<VerifyResult['problem'] | TreeResult['problem'] | ExportResult['problem'] | WitnessCheckResult['problem'] | ArchiveResult['problem']>;
 
@@ -196,14 +194,4 @@ async function run(): Promise<number> {
   }
 }
 
-run().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`audit:verify could not run: ${(err as Error).message}\n\n${USAGE}`);
-    } else {
-      console.error(`audit:verify could not run: ${(err as Error).message}`);
-    }
-    process.exit(2);
-  },
-);
+runCli('audit:verify', USAGE, run);
