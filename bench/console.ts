@@ -5,36 +5,13 @@ import { totpCode } from '../src/mfa/totp.js';
 import { buildConsole, consoleContext, launchBrowser, signIn } from '../test/helpers/console.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { sharedSetup } from '../test/helpers/test-gateway.js';
-import { benchDatabase, fmt } from './lib.js';
+import { benchDatabase, fmt, seedLoginRecords } from './lib.js';
 
 const ROWS = Number(process.env.BENCH_CONSOLE_ROWS ?? 1_000_000);
 const RUNS = 7;
 const PASSWORD = 'correct horse battery staple';
 const ADMIN = 'bench-admin@example.com';
 const TARGET_MS = 1000;
-
-/**
- * `ROWS` login records over the last 30 days, straight in SQL (load only: the pages timed here do
- * not verify the chain; the overview's integrity card verifies in the background and is not timed).
- */
-async function seed(db: Awaited<ReturnType<typeof benchDatabase>>['db']): Promise<void> {
-  // The 30 days reach into last month: its partition first, so nothing lands in the DEFAULT one.
-  await db.exec(`SELECT audit_log_add_month(now() - interval '1 month');
-    ALTER TABLE audit_log DISABLE TRIGGER USER;
-    INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, account, user_id, ip, user_agent, device_id, mfa_method, details, prev_hash, hash)
-    SELECT g, gen_random_uuid(), now() - interval '30 days' + (g * (30 * 86400.0 / ${ROWS})) * interval '1 second' - interval '1 minute',
-           CASE WHEN g % 5 = 0 THEN 'login.succeeded' ELSE 'login.failed' END,
-           CASE WHEN g % 5 = 0 THEN 'success' ELSE 'failure' END,
-           CASE WHEN g % 5 = 0 THEN NULL ELSE 'wrong_password' END,
-           'user' || (g % 20000) || '@example.com', 'user' || (g % 20000) || '@example.com', NULL,
-           CASE WHEN g % 3 = 0 THEN ('2001:db8:' || to_hex(g % 4096) || '::' || to_hex(g % 65535))::inet
-                ELSE ('10.' || (g % 256) || '.' || ((g / 256) % 256) || '.' || (g % 250 + 1))::inet END,
-           'Mozilla/5.0', 'device-' || (g % 50000), 'none', json_build_object('attempt', g % 5 + 1),
-           sha256(('p' || g)::bytea), sha256(('h' || g)::bytea)
-      FROM generate_series(1, ${ROWS}) g;
-    ALTER TABLE audit_log ENABLE TRIGGER USER;
-    ANALYZE audit_log;`);
-}
 
 /** Milliseconds from navigation to the page's data rendered (`data-ready`), median and worst of RUNS. */
 async function timePage(page: Page, url: string): Promise<{ p50: number; max: number }> {
@@ -63,7 +40,7 @@ export async function benchConsole(): Promise<void> {
   const browser = await launchBrowser();
   try {
     const seedStart = performance.now();
-    await seed(bench.db);
+    await seedLoginRecords(bench.db, ROWS, `(now() - interval '30 days' - interval '1 minute')`);
     const seeded = (performance.now() - seedStart) / 1000;
     const startStart = performance.now();
     // Start-up builds the Merkle tree of the seeded records (backfill), once.

@@ -6,7 +6,7 @@ import { findEvents, summarizeLogins } from '../src/audit/audit-queries.js';
 import { issueAccessToken } from '../src/tokens/access-tokens.js';
 import { createKeyStore, readTokenKey, generateTokenKeyFile } from '../src/tokens/keys.js';
 import { createVerifier } from '../src/verifier/index.js';
-import { benchDatabase, fmt, rate } from './lib.js';
+import { benchDatabase, fmt, rate, seedLoginRecords } from './lib.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,24 +14,6 @@ import type http from 'node:http';
 
 const ROWS = Number(process.env.BENCH_AUDIT_ROWS ?? 1_000_000);
 const SAMPLES = 50;
-
-/** Fills audit_log with `ROWS` realistic records over 30 days, straight in SQL (the chain is not the subject here). */
-async function seed(db: Awaited<ReturnType<typeof benchDatabase>>['db']): Promise<void> {
-  await db.exec(`ALTER TABLE audit_log DISABLE TRIGGER USER;
-    INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, account, user_id, ip, user_agent, device_id, mfa_method, details, prev_hash, hash)
-    SELECT g, gen_random_uuid(), timestamptz '2026-10-01 00:00:00+00' + (g * (30 * 86400.0 / ${ROWS})) * interval '1 second',
-           CASE WHEN g % 5 = 0 THEN 'login.succeeded' ELSE 'login.failed' END,
-           CASE WHEN g % 5 = 0 THEN 'success' ELSE 'failure' END,
-           CASE WHEN g % 5 = 0 THEN NULL ELSE 'wrong_password' END,
-           'user' || (g % 20000) || '@example.com', 'user' || (g % 20000) || '@example.com', NULL,
-           CASE WHEN g % 3 = 0 THEN ('2001:db8:' || to_hex(g % 4096) || '::' || to_hex(g % 65535))::inet
-                ELSE ('10.' || (g % 256) || '.' || ((g / 256) % 256) || '.' || (g % 250 + 1))::inet END,
-           'Mozilla/5.0', 'device-' || (g % 50000), 'none', json_build_object('attempt', g % 5 + 1),
-           sha256(('p' || g)::bytea), sha256(('h' || g)::bytea)
-      FROM generate_series(1, ${ROWS}) g;
-    ALTER TABLE audit_log ENABLE TRIGGER USER;
-    ANALYZE audit_log;`);
-}
 
 function percentiles(samples: number[]): { p50: number; p95: number } {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -53,7 +35,7 @@ async function benchQueries(): Promise<void> {
   const bench = await benchDatabase();
   try {
     const seedStart = performance.now();
-    await seed(bench.db);
+    await seedLoginRecords(bench.db, ROWS, `timestamptz '2026-10-01 00:00:00+00'`);
     console.log(`\n## History queries (${fmt(ROWS)} audit records seeded in ${((performance.now() - seedStart) / 1000).toFixed(0)} s; ${SAMPLES} queries each, newest 100)`);
     const report = (name: string, r: { p50: number; p95: number }) =>
       console.log(`${name.padEnd(30)} p50 ${r.p50.toFixed(1).padStart(6)} ms   p95 ${r.p95.toFixed(1).padStart(6)} ms   (target p95 < 50 ms)`);
