@@ -1,5 +1,4 @@
 import type { KeyObject } from 'node:crypto';
-import type { Queryable } from '../db/database.js';
 import { GENESIS_HASH } from './canonical.js';
 import {
   createSignatureChecker,
@@ -9,7 +8,7 @@ import {
   type CheckpointFilePosition,
 } from './checkpoints.js';
 import { checkHotContinuity, verifyArchiveRows } from './verify-archive.js';
-import { CheckpointTrust, TimeSlicer, summarizeWalks, walkRange, type ChainProblem, type Finding, type VerifyResult } from './verify-chain.js';
+import { CheckpointTrust, TimeSlicer, summarizeWalks, walkRange, type ChainProblem, type RecordSource, type Finding, type VerifyResult } from './verify-chain.js';
 
 /** What `GET /admin/audit/verify` answers: the outcome of one run, over exactly the range it walked. */
 export interface IntegrityReport {
@@ -31,7 +30,7 @@ export interface IntegrityReport {
 }
 
 export interface VerificationServiceOptions {
-  db: Pick<Queryable, 'query'>;
+  db: RecordSource;
   /** Keys trusted to sign checkpoints, by key id (never read from the database). */
   trustedKeys: ReadonlyMap<string, KeyObject>;
   /** The JSON-lines export; its checkpoints count as much as the table's. */

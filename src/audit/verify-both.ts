@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/database.js';
-import { loadCheckpoints, summarizeWalks, walkRange, type VerifyOptions, type VerifyResult } from './verify-chain.js';
+import { loadCheckpoints, summarizeWalks, walkRange, type RecordSource, type VerifyOptions, type VerifyResult } from './verify-chain.js';
 import { GENESIS_HASH } from './canonical.js';
 import {
   checkHotContinuity,
@@ -66,7 +66,7 @@ class LeafChannel implements AsyncIterable<Buffer[]> {
  * starts after it (`startAfter`, at the prefix's size) and the tree over it as the prefix says.
  */
 export async function verifyChainAndTree(
-  db: Pick<Queryable, 'query'>,
+  db: RecordSource,
   options: VerifyOptions & { prefix?: TreePrefix | undefined },
 ): Promise<{ chain: VerifyResult; tree: TreeResult }> {
   const { trusted, findings, roots } = options.checkpoints ?? (await loadCheckpoints(db, options));
@@ -151,7 +151,7 @@ async function archivedPrefix(
  * reads each record once for both.
  */
 export async function verifyDatabase(
-  db: Pick<Queryable, 'query'>,
+  db: RecordSource,
   options: Pick<VerifyOptions, 'trustedKeys' | 'origin'> & { checkpointFiles: readonly string[]; url?: string | undefined; archiveDirs?: readonly string[] | undefined },
 ): Promise<{ chain: VerifyResult; tree: TreeResult; exported: ExportResult | undefined; archive: ArchiveResult | undefined }> {
   const verifyOptions = { trustedKeys: options.trustedKeys, origin: options.origin, ...(options.checkpointFiles.length > 0 ? { checkpointFile: options.checkpointFiles } : {}) };

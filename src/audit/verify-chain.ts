@@ -1,11 +1,17 @@
 import type { KeyObject } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { Queryable } from '../db/database.js';
+import type { Database, Queryable } from '../db/database.js';
 import { normalizeUsername } from '../users/usernames.js';
-import { GENESIS_HASH, chainHash, recordHashes, type ChainRecord } from './canonical.js';
+import { GENESIS_HASH } from './canonical.js';
 import { createSignatureChecker, readCheckpointFile, streamCheckpointTable, type Checkpoint, type SignatureChecker } from './checkpoints.js';
-import { sqlTimestamp } from './clock.js';
 import type { ArchiveProblem } from './verify-archive.js';
+import { readStoredRecords, storedChainHash, storedLeafHash, type StoredRecord } from './stored-records.js';
+
+/** What a verifier reads the log through: queries, and binary COPY for the records themselves. */
+export type RecordSource = Pick<Database, 'query' | 'copyOut'>;
+
+/** Records read per COPY statement. */
+const DEFAULT_PAGE = 10_000;
 
 /** The kind of problem found at `first_invalid_seq`; docs/audit-chain.md explains each. */
 export type ChainProblem =
@@ -65,52 +71,10 @@ export interface Finding {
   checkpointSeq?: number;
 }
 
-interface StoredRow extends ChainRecord {
-  prev_hash: Uint8Array;
-  hash: Uint8Array;
-  /** Derived, not hashed: must equal normalizeUsername(username), NULL when username is NULL. */
-  account: string | null;
-}
-
-const SELECT_COLUMNS = `
-  SELECT seq, event_id::text AS event_id, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, outcome,
-         reason, username, user_id::text AS user_id,
-         -- Only the address bytes are hashed: a stored prefix length other than a host's (a /32
-         -- widened to /8 once the column's CHECK is dropped) is read as such and refused below.
-         CASE WHEN masklen(ip) = CASE family(ip) WHEN 4 THEN 32 ELSE 128 END THEN host(ip) ELSE ip::text END AS ip,
-         user_agent, device_id, mfa_method,
-         session_id::text AS session_id, request_id, actor_id::text AS actor_id, details::text AS details,
-         prev_hash, hash, account
-    FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
-
-/**
- * Streams `audit_log` in `seq` order a page at a time; the next page is fetched while this one is
- * checked. A range's end is applied by the caller: with `seq <= end` in the query, PostgreSQL may
- * misjudge the range on fresh statistics and sort instead of walking the primary key.
- */
-async function* streamPages(db: Pick<Queryable, 'query'>, afterSeq: number, pageSize: number): AsyncGenerator<StoredRow[]> {
-  const fetch = (after: number) => db.query<StoredRow>(SELECT_COLUMNS, [after, pageSize]);
-  let pending = fetch(afterSeq);
-  for (;;) {
-    const { rows } = await pending;
-    const full = rows.length === pageSize;
-    if (full) pending = fetch(rows[rows.length - 1]!.seq);
-    try {
-      yield rows;
-    } finally {
-      // A consumer that stops early must not leave the prefetch rejecting unobserved.
-      if (full) pending.catch(() => {});
-    }
-    if (!full) return;
-  }
-}
-
 async function readHeadSeq(db: Pick<Queryable, 'query'>): Promise<number> {
   const { rows } = await db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM audit_log');
   return rows[0]?.seq ?? 0;
 }
-
-const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 /**
  * Cuts long synchronous work into slices of about `sliceMs`, giving the event loop a turn
@@ -197,9 +161,9 @@ const accountOf = (username: string | null): string | null => (username === null
  * Checks one row against its predecessor and any signed checkpoint; advances the walk when it is
  * sound. With `leaves`, the row's Merkle leaf hash, computed from the same encoding, is added to it.
  */
-function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffer>, leaves?: Buffer[]): Finding | undefined {
-  const storedPrev = asBuffer(row.prev_hash);
-  const storedHash = asBuffer(row.hash);
+function checkRow(walk: Walk, row: StoredRecord, trusted: ReadonlyMap<number, Buffer>, leaves?: Buffer[]): Finding | undefined {
+  const storedPrev = row.prevHash;
+  const storedHash = row.hash;
   if (row.seq !== walk.expected) {
     return { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found ${row.seq}` };
   }
@@ -209,21 +173,13 @@ function checkRow(walk: Walk, row: StoredRow, trusted: ReadonlyMap<number, Buffe
       ? { seq: row.seq - 1, problem: 'fork', detail: `records ${row.seq - 1} and ${row.seq} both follow record ${row.seq - 2}` }
       : { seq: row.seq, problem: 'prev_hash_mismatch', detail: `prev_hash of ${row.seq} is not the hash of ${row.seq - 1}` };
   }
-  if (row.ip?.includes('/')) {
-    return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} stores the network ${row.ip}, but a host address was hashed` };
+  if (row.network !== null) {
+    return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} stores the network ${row.network}, but a host address was hashed` };
   }
-  let hash: Buffer;
-  if (leaves) {
-    const both = recordHashes(walk.prevHash, row);
-    hash = both.hash;
-    leaves.push(both.leaf);
-  } else {
-    hash = chainHash(walk.prevHash, row);
-  }
-  if (!hash.equals(storedHash)) {
-    leaves?.pop();
+  if (!storedChainHash(row).equals(storedHash)) {
     return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} does not hash to its stored hash` };
   }
+  leaves?.push(storedLeafHash(row));
   const signed = trusted.get(row.seq);
   if (signed) {
     walk.checkpointsChecked += 1;
@@ -281,7 +237,7 @@ export interface RangeOutcome {
  * predecessor and the trusted checkpoints. A bounded range must end exactly at `endSeq`.
  */
 export async function walkRange(
-  db: Pick<Queryable, 'query'>,
+  db: RecordSource,
   range: {
     start: WalkStart;
     endSeq?: number | undefined;
@@ -306,7 +262,7 @@ export async function walkRange(
   };
   let broken: Finding | undefined;
   const endSeq = range.endSeq ?? Number.MAX_SAFE_INTEGER;
-  pages: for await (const page of streamPages(db, start.seq, range.batchSize ?? 5000)) {
+  pages: for await (const page of readStoredRecords(db, start.seq, range.batchSize ?? DEFAULT_PAGE)) {
     const leaves: Buffer[] | undefined = range.onLeaves ? [] : undefined;
     for (const row of page) {
       if (slicer.due()) await slicer.pause();
@@ -367,7 +323,7 @@ export async function summarizeWalks(
  * checkpoint (from the table and the export file), and that every unhashed `account` is derived
  * from its `username`. Reports the first bad `seq` and its problem.
  */
-export async function verifyChain(db: Pick<Queryable, 'query'>, options: VerifyOptions): Promise<VerifyResult> {
+export async function verifyChain(db: RecordSource, options: VerifyOptions): Promise<VerifyResult> {
   const { trusted, findings } = options.checkpoints ?? (await loadCheckpoints(db, options));
   const start = options.startAfter ?? { seq: 0, hash: GENESIS_HASH };
   const outcome = await walkRange(db, { start, trusted, batchSize: options.batchSize });

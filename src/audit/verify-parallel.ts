@@ -1,8 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { Queryable } from '../db/database.js';
 import { GENESIS_HASH } from './canonical.js';
-import { loadCheckpoints, summarizeWalks, verifyChain, type Finding, type RangeOutcome, type VerifyOptions, type VerifyResult } from './verify-chain.js';
+import { loadCheckpoints, summarizeWalks, verifyChain, type Finding, type RecordSource, type RangeOutcome, type VerifyOptions, type VerifyResult } from './verify-chain.js';
 
 /** What a worker checks: the rows after `afterSeq` up to `endSeq`. */
 export interface RangeTask {
@@ -58,7 +57,7 @@ export interface ParallelOptions extends VerifyOptions {
  * range is itself checked by the previous range, so no link goes unchecked. The findings are
  * the same as the sequential walk's.
  */
-export async function verifyChainParallel(db: Pick<Queryable, 'query'>, options: ParallelOptions): Promise<VerifyResult> {
+export async function verifyChainParallel(db: RecordSource, options: ParallelOptions): Promise<VerifyResult> {
   const workers = options.workers ?? Math.min(availableParallelism(), 4);
   const start = options.startAfter ?? { seq: 0, hash: GENESIS_HASH };
   const { rows } = await db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM audit_log');

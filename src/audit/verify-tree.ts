@@ -1,9 +1,9 @@
 import type { Queryable } from '../db/database.js';
-import { recordLeafHash, type ChainRecord } from './canonical.js';
+import { readStoredRecords, storedLeafHash } from './stored-records.js';
 import { HASH_SIZE } from './merkle.js';
 import { TILE_WIDTH, tilesForSize, type Tile } from './tiles.js';
-import { CANONICAL_SELECT, TreeEdge, readTreeSize } from './tree.js';
-import { TimeSlicer } from './verify-chain.js';
+import { TreeEdge, readTreeSize } from './tree.js';
+import { TimeSlicer, type RecordSource } from './verify-chain.js';
 
 /** What the tree check found wrong (docs/audit-chain.md, "Verification"). */
 export type TreeProblem = 'tile_mismatch' | 'tree_size_mismatch' | 'checkpoint_root_mismatch';
@@ -57,19 +57,23 @@ class TileCursor {
 }
 
 /** The leaf hashes of the records `from`+1..`size`, read a page at a time; ends early at a gap in seq. */
-async function* storedLeaves(db: Pick<Queryable, 'query'>, from: number, size: number, pageSize: number, slicer: TimeSlicer): AsyncGenerator<Buffer[]> {
+async function* storedLeaves(db: RecordSource, from: number, size: number, pageSize: number, slicer: TimeSlicer): AsyncGenerator<Buffer[]> {
   let walked = from;
-  while (walked < size) {
-    const { rows } = await db.query<ChainRecord>(CANONICAL_SELECT, [walked, Math.min(pageSize, size - walked)]);
+  for await (const records of readStoredRecords(db, from, pageSize)) {
     const leaves: Buffer[] = [];
-    for (const row of rows) {
+    let gap = false;
+    for (const record of records) {
       if (slicer.due()) await slicer.pause();
-      if (row.seq !== walked + 1) break;
-      leaves.push(recordLeafHash(row));
+      if (walked === size) break;
+      if (record.seq !== walked + 1) {
+        gap = true;
+        break;
+      }
+      leaves.push(storedLeafHash(record));
       walked += 1;
     }
     if (leaves.length > 0) yield leaves;
-    if (leaves.length < rows.length || rows.length === 0) return;
+    if (gap || walked === size) return;
   }
 }
 
@@ -94,7 +98,7 @@ export type TreePrefix =
  * keeps only the tree's right edge in memory. Reports the lowest seq under a bad hash.
  */
 export async function verifyTree(
-  db: Pick<Queryable, 'query'>,
+  db: RecordSource,
   options: {
     roots: ReadonlyMap<number, Buffer>;
     batchSize?: number;

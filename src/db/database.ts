@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
+import { to as copyTo } from 'pg-copy-streams';
 import { currentDeadline, DeadlineExceededError } from '../deadline.js';
 
 /** Something that runs one parameterized statement. */
@@ -19,6 +20,12 @@ export interface Database extends Queryable {
   readonly kind: 'postgres' | 'pglite';
   /** Runs `fn` in one transaction on one connection; commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs `COPY (select) TO STDOUT (FORMAT binary)` and yields its bytes: as they arrive, on a
+   * connection of its own (PostgreSQL), or at once (PGlite). A row may be cut between two chunks.
+   * A consumer that stops early abandons the statement (and, on PostgreSQL, its connection).
+   */
+  copyOut(select: string): AsyncIterable<Buffer>;
   close(): Promise<void>;
 }
 
@@ -213,6 +220,30 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
         client.release(broken);
       }
     },
+    async *copyOut(select: string) {
+      const client = await checkout(budgetMs());
+      const onError = (): void => {};
+      client.on('error', onError);
+      const copy = copyTo(`COPY (${select}) TO STDOUT (FORMAT binary)`);
+      // The pool's query timeout bounds the whole statement, as for any query.
+      const stream = client.query(copy);
+      let finished = false;
+      let broken: Error | undefined;
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) yield chunk;
+        finished = true;
+      } catch (err) {
+        broken = err as Error;
+        throw classify(err);
+      } finally {
+        // pg clears that timeout through the query's callback, which a COPY stream never calls
+        // (brianc/node-pg-copy-streams#156): left armed, it would fire on the finished stream.
+        (copy as { callback?: () => void }).callback?.();
+        client.off('error', onError);
+        // A COPY stopped half-way leaves the connection mid-statement: it is closed, never reused.
+        client.release(broken ?? (finished ? undefined : new Error('COPY abandoned')));
+      }
+    },
     async close() {
       await pool.end();
     },
@@ -275,6 +306,11 @@ export async function createEmbeddedDatabase(dir: string | undefined): Promise<D
     kind: 'pglite',
     ...wrap(db),
     transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    async *copyOut(select: string) {
+      const { blob } = await db.query(`COPY (${select}) TO '/dev/blob' (FORMAT binary)`);
+      if (!blob) throw new Error('COPY gave no output');
+      yield Buffer.from(await blob.arrayBuffer());
+    },
     async close() {
       try {
         await db.close();

@@ -3,6 +3,7 @@ import { checkCheckpointSignature, streamCheckpointTable, type Checkpoint } from
 import { formatMicros, sqlTimestamp } from '../audit/clock.js';
 import { cosignatureTime } from '../audit/note.js';
 import { verifyDatabase } from '../audit/verify-both.js';
+import type { RecordSource } from '../audit/verify-chain.js';
 import type { Queryable } from '../db/database.js';
 import type { CheckpointEvidence, Cosignature, Integrity } from './model.js';
 
@@ -28,7 +29,7 @@ export interface IntegrityOptions {
 
 const defined = <T extends object>(value: T): T => Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 
-export async function collectIntegrity(db: Pick<Queryable, 'query'>, options: IntegrityOptions): Promise<Integrity> {
+export async function collectIntegrity(db: RecordSource, options: IntegrityOptions): Promise<Integrity> {
   const verifiedAt = formatMicros(BigInt(Date.now()) * 1000n);
   const { chain, tree, exported, archive } = await verifyDatabase(db, options);
 

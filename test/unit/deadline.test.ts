@@ -48,6 +48,10 @@ function gatedDatabase() {
       await gate.promise;
       return fn(tx);
     },
+    // The writer never copies: a call would be a bug.
+    copyOut: () => {
+      throw new Error('not used by the writer');
+    },
     close: () => Promise.resolve(),
   };
   return {
