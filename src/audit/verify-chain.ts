@@ -12,6 +12,8 @@ export type RecordSource = Pick<Database, 'query' | 'copyOut'>;
 
 /** Records read per COPY statement. */
 const DEFAULT_PAGE = 10_000;
+/** Leaf hashes handed to the tree check at a time. */
+const LEAF_HANDOVER = 4096;
 
 /** The kind of problem found at `first_invalid_seq`; docs/audit-chain.md explains each. */
 export type ChainProblem =
@@ -262,17 +264,22 @@ export async function walkRange(
   };
   let broken: Finding | undefined;
   const endSeq = range.endSeq ?? Number.MAX_SAFE_INTEGER;
+  // Leaves go to the tree a few thousand at a time: each hand-over re-reads the tree's partial tiles.
+  let leaves: Buffer[] | undefined = range.onLeaves ? [] : undefined;
   pages: for await (const page of readStoredRecords(db, start.seq, range.batchSize ?? DEFAULT_PAGE)) {
-    const leaves: Buffer[] | undefined = range.onLeaves ? [] : undefined;
     for (const row of page) {
       if (slicer.due()) await slicer.pause();
       if (row.seq > endSeq) break;
       broken = checkRow(walk, row, range.trusted, leaves);
       if (broken) break;
     }
-    if (leaves && leaves.length > 0) await range.onLeaves!(leaves);
+    if (leaves && leaves.length >= LEAF_HANDOVER) {
+      await range.onLeaves!(leaves);
+      leaves = [];
+    }
     if (broken || (page.length > 0 && page[page.length - 1]!.seq > endSeq)) break pages;
   }
+  if (leaves && leaves.length > 0) await range.onLeaves!(leaves);
   if (!broken && range.endSeq !== undefined && walk.expected <= range.endSeq) {
     broken = { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found none up to ${range.endSeq}` };
   }
