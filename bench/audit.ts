@@ -1,7 +1,6 @@
 import crypto from 'node:crypto';
 import { createChainWriter } from '../src/audit/chain-writer.js';
 import { verifyChain } from '../src/audit/verify-chain.js';
-import { verifyChainParallel } from '../src/audit/verify-parallel.js';
 import { verifyChainAndTree } from '../src/audit/verify-both.js';
 import { sampleEvent } from '../test/helpers/events.js';
 import { benchDatabase, fmt, rate } from './lib.js';
@@ -60,7 +59,6 @@ export async function benchAudit(): Promise<void> {
         return { ...chain, valid: chain.valid && tree.valid };
       },
       'full verification, 1 thread ': () => verifyChain(chainDb, { trustedKeys: new Map() }),
-      'full verification, parallel ': () => verifyChainParallel(chainDb, { trustedKeys: new Map(), url: bench.url }),
     };
     for (const [name, verify] of Object.entries(verifiers)) {
       const runs: number[] = [];

@@ -13,7 +13,6 @@ import {
 } from './verify-archive.js';
 import { verifyTree, type TreePrefix, type TreeResult } from './verify-tree.js';
 import { verifyExportFile, type ExportResult } from './verify-export.js';
-import { verifyChainParallel } from './verify-parallel.js';
 
 /**
  * Hands pages of leaf hashes from the chain walk to the tree check, both running on one thread:
@@ -146,21 +145,19 @@ async function archivedPrefix(
  * Everything a full verification of the database checks, as `npm run audit:verify` and the
  * compliance report run it: the checkpoints (table and export file), the archived prefix (its
  * recorded manifests, and with `archiveDirs` its segments' records), the chain, the tree, and the
- * export file's own line chain. With `url` (PostgreSQL), the chain is cut into ranges checked on
- * every core and the tree is checked after it; without (PGlite serves one connection), one pass
- * reads each record once for both.
+ * export file's own line chain. One pass reads each record once for both chain and tree (on
+ * two cores this is faster than cutting the chain across threads and reading the records again
+ * for the tree: docs/performance.md).
  */
 export async function verifyDatabase(
   db: RecordSource,
-  options: Pick<VerifyOptions, 'trustedKeys' | 'origin'> & { checkpointFiles: readonly string[]; url?: string | undefined; archiveDirs?: readonly string[] | undefined },
+  options: Pick<VerifyOptions, 'trustedKeys' | 'origin'> & { checkpointFiles: readonly string[]; archiveDirs?: readonly string[] | undefined },
 ): Promise<{ chain: VerifyResult; tree: TreeResult; exported: ExportResult | undefined; archive: ArchiveResult | undefined }> {
   const verifyOptions = { trustedKeys: options.trustedKeys, origin: options.origin, ...(options.checkpointFiles.length > 0 ? { checkpointFile: options.checkpointFiles } : {}) };
   const checkpoints = await loadCheckpoints(db, verifyOptions);
   const prefix = await archivedPrefix(db, { ...verifyOptions, dirs: options.archiveDirs ?? [], checkpoints: checkpoints.trusted });
   const chainOptions = { ...verifyOptions, checkpoints, ...(prefix.start.seq > 0 ? { startAfter: prefix.start } : {}) };
-  const { chain, tree } = options.url
-    ? { chain: await verifyChainParallel(db, { ...chainOptions, url: options.url }), tree: await verifyTree(db, { roots: checkpoints.roots, prefix: prefix.tree }) }
-    : await verifyChainAndTree(db, { ...chainOptions, prefix: prefix.tree });
+  const { chain, tree } = await verifyChainAndTree(db, { ...chainOptions, prefix: prefix.tree });
   const archive = await prefix.result();
   const exported = options.checkpointFiles.length > 0 ? await verifyExportFile(db, options.checkpointFiles) : undefined;
   return { chain, tree, exported, archive };

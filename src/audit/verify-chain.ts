@@ -234,15 +234,11 @@ export interface RangeOutcome {
   lastGoodCheckpoint: { seq: number; hash: Buffer } | undefined;
 }
 
-/**
- * Walks the rows after `start.seq` up to `endSeq` (inclusive), checking each against its
- * predecessor and the trusted checkpoints. A bounded range must end exactly at `endSeq`.
- */
+/** Walks the rows after `start.seq` to the end, checking each against its predecessor and the trusted checkpoints. */
 export async function walkRange(
   db: RecordSource,
   range: {
     start: WalkStart;
-    endSeq?: number | undefined;
     trusted: ReadonlyMap<number, Buffer>;
     batchSize?: number | undefined;
     slicer?: TimeSlicer | undefined;
@@ -263,13 +259,11 @@ export async function walkRange(
     accountMismatch: undefined,
   };
   let broken: Finding | undefined;
-  const endSeq = range.endSeq ?? Number.MAX_SAFE_INTEGER;
   // Leaves go to the tree a few thousand at a time: each hand-over re-reads the tree's partial tiles.
   let leaves: Buffer[] | undefined = range.onLeaves ? [] : undefined;
   pages: for await (const page of readStoredRecords(db, start.seq, range.batchSize ?? DEFAULT_PAGE)) {
     for (const row of page) {
       if (slicer.due()) await slicer.pause();
-      if (row.seq > endSeq) break;
       broken = checkRow(walk, row, range.trusted, leaves);
       if (broken) break;
     }
@@ -277,12 +271,9 @@ export async function walkRange(
       await range.onLeaves!(leaves);
       leaves = [];
     }
-    if (broken || (page.length > 0 && page[page.length - 1]!.seq > endSeq)) break pages;
+    if (broken) break pages;
   }
   if (leaves && leaves.length > 0) await range.onLeaves!(leaves);
-  if (!broken && range.endSeq !== undefined && walk.expected <= range.endSeq) {
-    broken = { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found none up to ${range.endSeq}` };
-  }
   return {
     broken,
     accountMismatch: walk.accountMismatch,

@@ -154,7 +154,6 @@ async function run(): Promise<number> {
       trustedKeys: trusted.keys,
       origin: trusted.origin,
       checkpointFiles,
-      url: values['database-url'],
       archiveDirs,
     });
     const witnessed = await checkWitnessFlags(db, values, trusted);

@@ -140,7 +140,7 @@ async function runGenerate(values: Values, io: CliIo): Promise<number> {
 
   const db = await openDatabase({ dataDir, url });
   try {
-    const { data, dir } = await generateReport({ db, url, from, to, outDir: values.out, key, trustedKeys, origin, checkpointFiles, maxRows });
+    const { data, dir } = await generateReport({ db, from, to, outDir: values.out, key, trustedKeys, origin, checkpointFiles, maxRows });
     const ig = data.integrity;
     io.out(
       `report written to ${dir} (report.html, report.json, report.note): ${data.records.count} records from ${data.period.from} to ${data.period.to}; ` +

@@ -20,8 +20,6 @@ import { NOTE_FILE, REPORT_FILES, signReport } from './signed-note.js';
 
 export interface GenerateOptions {
   db: Database;
-  /** The PostgreSQL URL (chain verification on several threads); absent for the embedded database. */
-  url?: string | undefined;
   /** RFC 3339, already validated; the period is [from, to). */
   from: string;
   to: string;
@@ -71,7 +69,6 @@ export async function generateReport(options: GenerateOptions): Promise<{ data: 
   const integrity = await collectIntegrity(db, {
     trustedKeys: options.trustedKeys,
     origin: options.origin,
-    url: options.url,
     checkpointFiles: options.checkpointFiles,
     firstSeq: activity.records.first_seq,
     headSeqAtEnd: activity.records.head_seq_at_end,

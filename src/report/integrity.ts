@@ -18,8 +18,6 @@ import type { CheckpointEvidence, Cosignature, Integrity } from './model.js';
 export interface IntegrityOptions {
   trustedKeys: ReadonlyMap<string, KeyObject>;
   origin: string;
-  /** The PostgreSQL URL, to verify the chain on several threads; absent for the embedded database. */
-  url?: string | undefined;
   checkpointFiles: readonly string[];
   /** The period's first record (null: none in it) and the log's last record before its end. */
   firstSeq: number | null;
