@@ -57,6 +57,24 @@ class FieldWriter {
     if (value === null) {
       this.at = this.buf.writeInt32BE(-1, this.at);
     } else if (typeof value === 'string') {
+      // Short ASCII text (nearly every field) is copied byte for byte, which is the same bytes as
+      // UTF-8 and cheaper than a call into Buffer#write; anything else goes through Buffer#write.
+      const length = value.length;
+      if (length <= 64) {
+        const buf = this.buf;
+        let j = this.at + 4;
+        let k = 0;
+        for (; k < length; k++) {
+          const c = value.charCodeAt(k);
+          if (c > 0x7f) break;
+          buf[j++] = c;
+        }
+        if (k === length) {
+          buf.writeInt32BE(length, this.at);
+          this.at += 4 + length;
+          return this;
+        }
+      }
       const n = this.buf.write(value, this.at + 4, 'utf8');
       this.buf.writeInt32BE(n, this.at);
       this.at += 4 + n;

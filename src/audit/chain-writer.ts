@@ -4,6 +4,7 @@ import { AUDIT_CHAIN_LOCK } from '../db/advisory-locks.js';
 import { currentDeadline, outsideDeadline } from '../deadline.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH, recordHashes, type ChainRecord } from './canonical.js';
+import { HASH_SIZE } from './merkle.js';
 import { createMicrosecondClock, sqlTimestamp } from './clock.js';
 import { toChainRecord, type AuditEvent } from './record.js';
 import { TreeCorruptError, checkTileWidths, extendFromLog, readTreeEdge, tileParams, type TreeEdge } from './tree.js';
@@ -104,20 +105,24 @@ interface Pending {
  */
 export const AUDIT_SESSION = { idleInTransactionTimeoutMs: 2000, lockTimeoutMs: 3000 } as const;
 
-/** `account` is derived from `username` and not hashed (migration 007, docs/audit-chain.md). */
+/**
+ * The record columns sent as one array each; `seq` and `prev_hash` are not sent (the server
+ * derives them from the expected head and the hashes, migration 014), the hashes go as one bytea.
+ * `account` is derived from `username` and not hashed (migration 007, docs/audit-chain.md).
+ */
 const COLUMNS = [
-  'seq', 'event_id', 'occurred_at', 'event_type', 'outcome', 'reason', 'username', 'user_id', 'ip',
-  'user_agent', 'device_id', 'mfa_method', 'session_id', 'request_id', 'actor_id', 'details', 'prev_hash', 'hash',
-  'account',
+  'event_id', 'occurred_at', 'event_type', 'outcome', 'reason', 'username', 'user_id', 'ip', 'user_agent',
+  'device_id', 'mfa_method', 'session_id', 'request_id', 'actor_id', 'details', 'account',
 ] as const;
 
 /**
- * The whole append as one autocommitted statement (migration 012's `audit_append`): the lock, the
+ * The whole append as one autocommitted statement (`audit_append` of migration 014): the lock, the
  * head check, the records, the tiles and the commit happen in the server without a round trip,
  * so a stopped gateway can never hold the chain's lock. No row back means nothing was stored.
+ * Parameters: the lock, the expected head (seq, hash), the records' hashes, the columns, the tiles.
  */
 const CALL_APPEND_SQL = `SELECT tile_level AS level, tile_idx AS idx, tile_width AS n
-  FROM audit_append(${Array.from({ length: COLUMNS.length + 7 }, (_, i) => `$${i + 1}`).join(', ')})`;
+  FROM audit_append(${Array.from({ length: 5 + COLUMNS.length + 3 }, (_, i) => `$${i + 1}`).join(', ')})`;
 
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -143,36 +148,53 @@ interface WriterState {
 /** A batch's rows, hashes and tiles, computed after a given state. */
 type PreparedBatch = Awaited<ReturnType<typeof prepareBatch>>;
 
-/** The batch's rows (one array per column), what it commits, and its tiles, chained after `head`. */
+/** The batch's rows (one array per column, the hashes in one buffer), what it commits, and its tiles, chained after `head`. */
 async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, state: WriterState) {
+  const n = records.length;
   // One array per column, inserted with unnest: the statement's text and plan are the same for every batch.
-  const columns: unknown[][] = COLUMNS.map(() => []);
-  const committed: CommittedRecord[] = [];
-  const leaves: Buffer[] = [];
+  const columns = Object.fromEntries(COLUMNS.map((c) => [c, new Array<string | null>(n)])) as Record<(typeof COLUMNS)[number], Array<string | null>>;
+  const hashes = Buffer.allocUnsafe(n * HASH_SIZE);
+  const committed = new Array<CommittedRecord>(n);
+  const leaves = new Array<Buffer>(n);
   let { seq, hash: prev } = state.head;
   let lastAt = state.lastAt;
-  for (const partial of records) {
+  for (let i = 0; i < n; i++) {
+    const r = records[i]!;
     seq += 1;
     // Time never goes backwards along the chain, even across processes whose clocks differ a
     // little: a record is stamped no earlier than the one before it (canonical times compare as text).
-    const occurredAt = partial.occurred_at < lastAt ? lastAt : partial.occurred_at;
+    const occurredAt = r.occurred_at < lastAt ? lastAt : r.occurred_at;
     lastAt = occurredAt;
-    const record: ChainRecord = { ...partial, seq, occurred_at: occurredAt };
-    const { hash, leaf } = recordHashes(prev, record);
-    leaves.push(leaf);
-    const values = [
-      record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason,
-      record.username, record.user_id, record.ip, record.user_agent, record.device_id, record.mfa_method,
-      record.session_id, record.request_id, record.actor_id, record.details, prev, hash,
-      // The one normalization login and lockout use, so searches by account find every attempt.
-      record.username === null ? null : normalizeUsername(record.username),
-    ];
-    for (let i = 0; i < values.length; i++) columns[i]!.push(values[i]);
-    committed.push({ seq, eventId: record.event_id, occurredAt: record.occurred_at, hash });
+    // Spelled out rather than spread: this loop runs for every record.
+    const { hash, leaf } = recordHashes(prev, {
+      seq, event_id: r.event_id, occurred_at: occurredAt, event_type: r.event_type, outcome: r.outcome, reason: r.reason,
+      username: r.username, user_id: r.user_id, ip: r.ip, user_agent: r.user_agent, device_id: r.device_id,
+      mfa_method: r.mfa_method, session_id: r.session_id, request_id: r.request_id, actor_id: r.actor_id, details: r.details,
+    });
+    leaves[i] = leaf;
+    hashes.set(hash, i * HASH_SIZE);
+    columns.event_id[i] = r.event_id;
+    columns.occurred_at[i] = occurredAt;
+    columns.event_type[i] = r.event_type;
+    columns.outcome[i] = r.outcome;
+    columns.reason[i] = r.reason;
+    columns.username[i] = r.username;
+    columns.user_id[i] = r.user_id;
+    columns.ip[i] = r.ip;
+    columns.user_agent[i] = r.user_agent;
+    columns.device_id[i] = r.device_id;
+    columns.mfa_method[i] = r.mfa_method;
+    columns.session_id[i] = r.session_id;
+    columns.request_id[i] = r.request_id;
+    columns.actor_id[i] = r.actor_id;
+    columns.details[i] = r.details;
+    // The one normalization login and lockout use, so searches by account find every attempt.
+    columns.account[i] = r.username === null ? null : normalizeUsername(r.username);
+    committed[i] = { seq, eventId: r.event_id, occurredAt, hash };
     prev = hash;
   }
   const grown = await state.edge.append(leaves);
-  return { columns, committed, tiles: grown.tiles, next: { head: { seq, hash: prev }, lastAt, edge: grown.edge } };
+  return { hashes, columns: COLUMNS.map((c) => columns[c]), committed, tiles: grown.tiles, next: { head: { seq, hash: prev }, lastAt, edge: grown.edge } };
 }
 
 /**
@@ -183,7 +205,7 @@ async function prepareBatch(records: ReadonlyArray<Omit<ChainRecord, 'seq'>>, st
  */
 async function appendAfter(db: Pick<Queryable, 'query'>, expected: WriterState, batch: PreparedBatch): Promise<WriterState | undefined> {
   const { rows } = await db.query<{ level: number; idx: number; n: number }>(CALL_APPEND_SQL, [
-    ...AUDIT_CHAIN_LOCK, expected.head.seq, expected.head.hash, ...batch.columns, ...tileParams(expected.edge.size, batch.tiles),
+    ...AUDIT_CHAIN_LOCK, expected.head.seq, expected.head.hash, batch.hashes, ...batch.columns, ...tileParams(expected.edge.size, batch.tiles),
   ]);
   if (rows.length === 0) return undefined;
   checkTileWidths(batch.tiles, rows);

@@ -149,11 +149,23 @@ export function changedTiles(oldSize: number, newSize: number, height: number = 
   return tiles;
 }
 
-function splitHashes(data: Uint8Array, count: number, what: string): Buffer[] {
+/** Throws unless `data` is a tile of 32-byte hashes holding at least `count` of them. */
+function checkTileData(data: Uint8Array, count: number, what: string): void {
   if (data.length % HASH_SIZE !== 0 || data.length > TILE_WIDTH * HASH_SIZE) {
     throw new RangeError(`${what}: ${data.length} bytes is not a tile of 32-byte hashes`);
   }
   if (data.length < count * HASH_SIZE) throw new RangeError(`${what}: holds ${data.length / HASH_SIZE} hashes, ${count} needed`);
+}
+
+/** The first `count` hashes of a tile, as views into it (no copies). */
+function hashesOf(data: Uint8Array, count: number): Uint8Array[] {
+  const hashes: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) hashes.push(data.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
+  return hashes;
+}
+
+function splitHashes(data: Uint8Array, count: number, what: string): Buffer[] {
+  checkTileData(data, count, what);
   const hashes: Buffer[] = [];
   for (let i = 0; i < count; i++) hashes.push(Buffer.from(data.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE)));
   return hashes;
@@ -178,23 +190,33 @@ export async function appendLeaves(oldSize: number, leafHashes: readonly Uint8Ar
     if (h.length !== HASH_SIZE) throw new RangeError(`leaf hash ${i} has ${h.length} bytes, not ${HASH_SIZE}`);
   });
   const tiles: Tile[] = [];
-  let incoming: Buffer[] = leafHashes.map((h) => Buffer.from(h));
+  // Each level's tile is filled in place, one 8 KiB buffer per tile: no per-hash copies.
+  let incoming: readonly Uint8Array[] = leafHashes;
   let oldCount = oldSize;
   for (let level = 0; incoming.length > 0; level++) {
     let index = Math.floor(oldCount / TILE_WIDTH);
     const have = oldCount % TILE_WIDTH;
-    let current: Buffer[] = have > 0 ? splitHashes(await readTile(level, index, have), have, `tile ${tilePath(level, index, have)}`) : [];
+    let data = Buffer.allocUnsafe(TILE_WIDTH * HASH_SIZE);
+    let width = 0;
+    if (have > 0) {
+      const stored = await readTile(level, index, have);
+      checkTileData(stored, have, `tile ${tilePath(level, index, have)}`);
+      data.set(stored.subarray(0, have * HASH_SIZE));
+      width = have;
+    }
     const completed: Buffer[] = [];
     for (const hash of incoming) {
-      current.push(hash);
-      if (current.length === TILE_WIDTH) {
-        tiles.push({ level, index, width: TILE_WIDTH, data: Buffer.concat(current) });
-        completed.push(rootOf(current));
-        current = [];
+      data.set(hash, width * HASH_SIZE);
+      width += 1;
+      if (width === TILE_WIDTH) {
+        tiles.push({ level, index, width: TILE_WIDTH, data });
+        completed.push(rootOf(hashesOf(data, TILE_WIDTH)));
+        data = Buffer.allocUnsafe(TILE_WIDTH * HASH_SIZE);
+        width = 0;
         index += 1;
       }
     }
-    if (current.length > 0) tiles.push({ level, index, width: current.length, data: Buffer.concat(current) });
+    if (width > 0) tiles.push({ level, index, width, data: data.subarray(0, width * HASH_SIZE) });
     incoming = completed;
     oldCount = Math.floor(oldCount / TILE_WIDTH);
   }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it } from 'node:test';
+import ipaddr from 'ipaddr.js';
 import { FIELD_LIMITS, normalizeIp, toChainRecord } from '../../src/audit/record.js';
 import { createMicrosecondClock, formatMicros } from '../../src/audit/clock.js';
 
@@ -24,6 +26,38 @@ describe('audit record normalization', () => {
     assert.equal(normalizeIp('2001:0DB8::0001'), '2001:db8::1');
     assert.throws(() => normalizeIp('not-an-ip'), TypeError);
     assert.throws(() => normalizeIp('1.2.3'), TypeError, 'legacy short IPv4 forms are not addresses');
+  });
+
+  it('when IPv6 addresses are written in any valid hex-group form, then each is stored as ipaddr.js writes it', () => {
+    // The reference: ipaddr.js's parser and RFC 5952 writer, which normalizeIp short-cuts for hex groups.
+    const reference = (text: string): string => {
+      const addr = ipaddr.parse(text) as ipaddr.IPv6;
+      return addr.isIPv4MappedAddress() ? addr.toIPv4Address().toString() : addr.toString();
+    };
+    let seed = 12345;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const fixed = ['::', '::1', '1::', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1:0:0:2:0:0:0:3', '1:0:0:0:2:0:0:0', '0:0:1:0:0:0:0:0', '::ffff:1:2', '::fffe:1:2', '0:0:0:0:0:ffff:0102:0304', '2001:DB8:0:0:8:800:200C:417A', '0001:0002:0003:0004:0005:0006:0007:0008', '::ffff:0:1.2.3.4', '64:ff9b::192.0.2.33'];
+    const generated: string[] = [];
+    for (let n = 0; n < 20_000; n++) {
+      const groups = Array.from({ length: 8 }, () => (random(3) === 0 ? 0 : random(4) === 0 ? random(16) : random(0x10000)));
+      if (random(10) === 0) groups.splice(0, 6, 0, 0, 0, 0, 0, 0xffff);
+      const texts = groups.map((g) => {
+        const hex = g.toString(16).padStart(random(3) === 0 ? 4 : 1, '0');
+        return random(4) === 0 ? hex.toUpperCase() : hex;
+      });
+      // Compress a random run of zero groups (any length, or none).
+      const start = random(8);
+      let end = start;
+      while (end < 8 && groups[end] === 0 && random(5) !== 0) end += 1;
+      generated.push(end > start ? `${texts.slice(0, start).join(':')}::${texts.slice(end).join(':')}` : texts.join(':'));
+    }
+    for (const text of [...fixed, ...generated]) {
+      assert.equal(net.isIP(text), 6, text);
+      assert.equal(normalizeIp(text), reference(text), text);
+    }
   });
 
   it('when an id is not a UUID or the event type is malformed, then it is refused as a programming error', () => {
