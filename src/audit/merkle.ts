@@ -54,9 +54,10 @@ export function rootOf(leafHashes: readonly Uint8Array[]): Buffer {
   const n = leafHashes.length;
   if (n === 0) return Buffer.from(EMPTY_ROOT);
   // A stack of perfect subtrees, heights strictly decreasing: the binary decomposition of the count so far.
-  const stack: { height: number; hash: Buffer }[] = [];
+  const stack: { height: number; hash: Uint8Array }[] = [];
   for (let i = 0; i < n; i++) {
-    let hash: Buffer = Buffer.from(leafHashes[i]!);
+    // Read, never written: no copy. Every node above is a new buffer.
+    let hash: Uint8Array = leafHashes[i]!;
     let height = 0;
     while (stack.length > 0 && stack[stack.length - 1]!.height === height) {
       hash = nodeHash(stack.pop()!.hash, hash);
@@ -67,7 +68,7 @@ export function rootOf(leafHashes: readonly Uint8Array[]): Buffer {
   // MTH of a ragged tree: fold the perfect subtrees from the right.
   let root = stack.pop()!.hash;
   while (stack.length > 0) root = nodeHash(stack.pop()!.hash, root);
-  return root;
+  return n === 1 ? Buffer.from(root) : (root as Buffer);
 }
 
 /**

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { Database } from '../db/database.js';
 import { RECORD_FORMAT } from './canonical.js';
 import { sqlTimestamp } from './clock.js';
+import { leafHash } from './merkle.js';
 
 /**
  * A stored record as the verifiers read it: the bytes PostgreSQL sent for its columns, unparsed.
@@ -206,13 +207,19 @@ const sha256 = (data: Uint8Array): Buffer => crypto.hash('sha256', data, 'buffer
 /** SHA-256(prev_hash ‖ canonical(record)), with the stored prev_hash (the walk has checked it is the previous hash). */
 export const storedChainHash = (record: StoredRecord): Buffer => sha256(record.chained);
 
-let leafInput = Buffer.allocUnsafe(4096);
-
-/** The record's Merkle leaf hash, SHA-256(0x00 ‖ canonical(record)). */
+/**
+ * The record's Merkle leaf hash, SHA-256(0x00 ‖ canonical(record)): hashed in place, from the
+ * last byte of prev_hash set to 0x00 for the call and then restored.
+ */
 export function storedLeafHash(record: StoredRecord): Buffer {
-  const canonicalLength = record.chained.length - record.prevHash.length;
-  if (leafInput.length < canonicalLength + 1) leafInput = Buffer.allocUnsafe(2 * (canonicalLength + 1));
-  leafInput[0] = 0x00;
-  record.chained.copy(leafInput, 1, record.prevHash.length);
-  return sha256(leafInput.subarray(0, canonicalLength + 1));
+  const { chained, prevHash } = record;
+  if (prevHash.length === 0) return leafHash(chained);
+  const at = prevHash.length - 1;
+  const kept = chained[at]!;
+  chained[at] = 0x00;
+  try {
+    return sha256(chained.subarray(at));
+  } finally {
+    chained[at] = kept;
+  }
 }

@@ -156,8 +156,19 @@ interface Walk {
   accountMismatch: Finding | undefined;
 }
 
+const normalized = new Map<string, string>();
 /** The account key of a stored username, as the chain writer derives it. */
-const accountOf = (username: string | null): string | null => (username === null ? null : normalizeUsername(username));
+function accountOf(username: string | null): string | null {
+  if (username === null) return null;
+  let account = normalized.get(username);
+  if (account === undefined) {
+    // A log names far fewer accounts than it holds records: remember the last few thousand.
+    if (normalized.size >= 4096) normalized.clear();
+    account = normalizeUsername(username);
+    normalized.set(username, account);
+  }
+  return account;
+}
 
 /**
  * Checks one row against its predecessor and any signed checkpoint; advances the walk when it is
