@@ -64,10 +64,15 @@ const HASH = 18;
 const ACCOUNT = 19;
 const NETWORK = 20;
 
-/** The query a page of records after `afterSeq` is copied from. */
-export function storedRecordsSql(afterSeq: number, limit: number): string {
-  if (!Number.isSafeInteger(afterSeq) || afterSeq < 0 || !Number.isSafeInteger(limit) || limit < 1) throw new RangeError('a page starts after a seq and holds at least one record');
-  return `SELECT ${COLUMNS.join(', ')} FROM audit_log WHERE seq > ${afterSeq} ORDER BY audit_log.seq LIMIT ${limit}`;
+/**
+ * The query a page of records is copied from: those with `seq` above `afterSeq` (from `afterSeq`
+ * itself with `inclusive`), or every one when `afterSeq` is null, so that no row with a seq of 0
+ * or below escapes a walk from the genesis.
+ */
+export function storedRecordsSql(afterSeq: number | null, limit: number, inclusive = false): string {
+  if ((afterSeq !== null && !Number.isSafeInteger(afterSeq)) || !Number.isSafeInteger(limit) || limit < 1) throw new RangeError('a page starts at a seq and holds at least one record');
+  const where = afterSeq === null ? '' : `WHERE seq ${inclusive ? '>=' : '>'} ${afterSeq} `;
+  return `SELECT ${COLUMNS.join(', ')} FROM audit_log ${where}ORDER BY audit_log.seq LIMIT ${limit}`;
 }
 
 /** The 11-byte signature that opens binary COPY output. */
@@ -182,23 +187,32 @@ function digits(bytes: Buffer, at: number): number {
 
 /**
  * The records after `afterSeq` in `seq` order, a page of at most `pageSize` at a time, each page
- * one binary `COPY` streamed as it arrives.
+ * one binary `COPY` streamed as it arrives. Every later page starts at the last seq read, not
+ * after it, and skips that one record: a second row with the same seq (inserted into another
+ * month's partition) is then met by the walk instead of falling between two pages. From the
+ * genesis (`afterSeq` 0) there is no lower bound: a row with a seq of 0 or below is met too.
  */
 export async function* readStoredRecords(db: Pick<Database, 'copyOut'>, afterSeq: number, pageSize: number): AsyncGenerator<StoredRecord[]> {
-  let after = afterSeq;
+  let sql = storedRecordsSql(afterSeq === 0 ? null : afterSeq, pageSize);
+  let skip: number | undefined;
   for (;;) {
     const decoder = new StoredRecordDecoder();
     let count = 0;
-    for await (const chunk of db.copyOut(storedRecordsSql(after, pageSize))) {
-      const records = decoder.push(chunk);
+    let last: number | undefined;
+    for await (const chunk of db.copyOut(sql)) {
+      let records = decoder.push(chunk);
       if (records.length === 0) continue;
       count += records.length;
-      after = records[records.length - 1]!.seq;
-      yield records;
+      if (skip !== undefined && records[0]!.seq === skip) records = records.slice(1);
+      skip = undefined;
+      last = records.at(-1)?.seq ?? last;
+      if (records.length > 0) yield records;
     }
     decoder.finish();
     // A seq that is not a number ends the walk at that record, which the caller reports.
-    if (count < pageSize || !Number.isSafeInteger(after)) return;
+    if (count < pageSize || last === undefined || !Number.isSafeInteger(last)) return;
+    sql = storedRecordsSql(last, pageSize + 1, true);
+    skip = last;
   }
 }
 

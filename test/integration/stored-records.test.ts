@@ -86,6 +86,26 @@ describe('stored records read as binary COPY, the verifiers\' one way to read th
       }
     });
 
+    it('when a second row carries the last seq of a page, or a row has seq 0, then the walk still meets it and the chain is reported broken', async () => {
+      const { verifyChain } = await import('../../src/audit/verify-chain.js');
+      const copy = await createTestDatabase();
+      try {
+        await writeEdgeRecords(copy.db);
+        await copy.db.exec(`ALTER TABLE audit_log DISABLE TRIGGER USER`);
+        await copy.db.exec(`INSERT INTO audit_log SELECT seq, gen_random_uuid(), occurred_at + interval '40 days', event_type, outcome, reason, 'mallory', user_id, ip, user_agent, device_id, mfa_method, session_id, 'forged', actor_id, details, prev_hash, hash, 'mallory' FROM audit_log WHERE seq = 7`);
+        const duplicate = await verifyChain(copy.db, { trustedKeys: new Map(), batchSize: 7 });
+        assert.equal(duplicate.valid, false, JSON.stringify(duplicate));
+        assert.ok(duplicate.first_invalid_seq! <= 8, JSON.stringify(duplicate));
+        await copy.db.exec(`DELETE FROM audit_log WHERE request_id = 'forged'; ALTER TABLE audit_log DROP CONSTRAINT audit_log_seq_check`);
+        assert.equal((await verifyChain(copy.db, { trustedKeys: new Map(), batchSize: 7 })).valid, true);
+        await copy.db.exec(`INSERT INTO audit_log SELECT 0, gen_random_uuid(), occurred_at + interval '40 days', event_type, outcome, reason, 'mallory0', user_id, ip, user_agent, device_id, mfa_method, session_id, 'forged', actor_id, details, prev_hash, hash, 'mallory0' FROM audit_log WHERE seq = 3`);
+        const zero = await verifyChain(copy.db, { trustedKeys: new Map() });
+        assert.equal(zero.valid, false, JSON.stringify(zero));
+      } finally {
+        await copy.drop();
+      }
+    });
+
     it('when a reader stops after its first page, then the connection is not reused mid-statement and the next read works', async () => {
       for (let i = 0; i < 12; i++) {
         for await (const page of readStoredRecords(t.db, 0, 100)) {
