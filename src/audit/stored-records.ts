@@ -193,7 +193,8 @@ function digits(bytes: Buffer, at: number): number {
  * genesis (`afterSeq` 0) there is no lower bound: a row with a seq of 0 or below is met too.
  */
 export async function* readStoredRecords(db: Pick<Database, 'copyOut'>, afterSeq: number, pageSize: number): AsyncGenerator<StoredRecord[]> {
-  let sql = storedRecordsSql(afterSeq === 0 ? null : afterSeq, pageSize);
+  let limit = pageSize;
+  let sql = storedRecordsSql(afterSeq === 0 ? null : afterSeq, limit);
   let skip: number | undefined;
   for (;;) {
     const decoder = new StoredRecordDecoder();
@@ -210,8 +211,10 @@ export async function* readStoredRecords(db: Pick<Database, 'copyOut'>, afterSeq
     }
     decoder.finish();
     // A seq that is not a number ends the walk at that record, which the caller reports.
-    if (count < pageSize || last === undefined || !Number.isSafeInteger(last)) return;
-    sql = storedRecordsSql(last, pageSize + 1, true);
+    if (count < limit || last === undefined || !Number.isSafeInteger(last)) return;
+    // The record skipped comes again: one more row keeps a page at `pageSize` new ones.
+    limit = pageSize + 1;
+    sql = storedRecordsSql(last, limit, true);
     skip = last;
   }
 }
