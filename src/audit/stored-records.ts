@@ -24,6 +24,13 @@ export interface StoredRecord {
   account: string | null;
   /** The stored `ip` as text when it is a network rather than one host (only a host's address bytes are hashed). */
   network: string | null;
+  /**
+   * The stored `occurred_at` (with its era) when it lies outside the years 0001–9999, where its
+   * canonical text stops telling times apart (`YYYY` prints 2026 BC as 2026).
+   */
+  strayTime: string | null;
+  /** The canonical text of `occurred_at` (fixed width within the years 0001–9999): a view into the bytes read. */
+  occurredAt: Buffer;
   /** `prev_hash ‖ canonical(record)`: a view into the bytes read. */
   chained: Buffer;
 }
@@ -56,13 +63,16 @@ const COLUMNS = [
   'hash',
   'account',
   `CASE WHEN masklen(ip) <> CASE family(ip) WHEN 4 THEN 32 ELSE 128 END THEN ip::text END`,
+  `CASE WHEN occurred_at < '0001-01-01 00:00:00+00' OR occurred_at >= '10000-01-01 00:00:00+00' THEN to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC') END`,
 ];
 const FIELD_COUNT = COLUMNS.length;
 const SEQ = 2;
+const OCCURRED_AT = 4;
 const USERNAME = 8;
 const HASH = 18;
 const ACCOUNT = 19;
 const NETWORK = 20;
+const STRAY_TIME = 21;
 
 /**
  * The query a page of records is copied from: those with `seq` above `afterSeq` (from `afterSeq`
@@ -153,6 +163,8 @@ export class StoredRecordDecoder {
       username: text(bytes, o[USERNAME]!),
       account: text(bytes, o[ACCOUNT]!),
       network: text(bytes, o[NETWORK]!),
+      strayTime: text(bytes, o[STRAY_TIME]!),
+      occurredAt: field(bytes, o[OCCURRED_AT]!) ?? EMPTY,
       // From the first byte of prev_hash to the length word of `hash`.
       chained: bytes.subarray(o[0]! + 4, o[HASH]),
     };

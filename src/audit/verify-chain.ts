@@ -3,6 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Database, Queryable } from '../db/database.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH } from './canonical.js';
+import { sqlTimestamp } from './clock.js';
 import { createSignatureChecker, readCheckpointFile, streamCheckpointTable, type Checkpoint, type SignatureChecker } from './checkpoints.js';
 import type { ArchiveProblem } from './verify-archive.js';
 import { readStoredRecords, storedChainHash, storedLeafHash, type StoredRecord } from './stored-records.js';
@@ -27,6 +28,7 @@ export type ChainProblem =
   | 'checkpoint_unknown_key'
   | 'checkpoint_conflict'
   | 'account_mismatch'
+  | 'occurred_at_decreased'
   // The archived prefix (docs/archives.md): reported by the gateway's check of the recorded manifests.
   | ArchiveProblem;
 
@@ -148,12 +150,19 @@ interface Walk {
   expected: number;
   prevHash: Buffer;
   prevPrevHash: Buffer | undefined;
+  /** The canonical `occurred_at` of the record before `expected`, when known: no record is stamped earlier. */
+  prevOccurredAt: Buffer | undefined;
   lastGoodCheckpoint: number;
   lastGoodCheckpointHash: Buffer | undefined;
   checked: number;
   checkpointsChecked: number;
-  /** The first row whose `account` is not derived from its `username`; the walk goes on, so a lower bad seq found later (a checkpoint mismatch) still wins. */
-  accountMismatch: Finding | undefined;
+  /**
+   * The first row that breaks a rule outside the chain's links — an `account` not derived from
+   * its `username`, an `occurred_at` before its predecessor's — while linking correctly: the walk
+   * goes on, so a lower bad seq found later (a checkpoint mismatch), or a broken link at the same
+   * seq (an inserted record is a fork first), still wins.
+   */
+  stray: Finding | undefined;
 }
 
 const normalized = new Map<string, string>();
@@ -178,7 +187,10 @@ function checkRow(walk: Walk, row: StoredRecord, trusted: ReadonlyMap<number, Bu
   const storedPrev = row.prevHash;
   const storedHash = row.hash;
   if (row.seq !== walk.expected) {
-    return { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found ${row.seq}` };
+    // Rows come in seq order: a seq met again is a second record in one place of the chain.
+    return row.seq === walk.expected - 1
+      ? { seq: row.seq, problem: 'fork', detail: `two records have seq ${row.seq}` }
+      : { seq: walk.expected, problem: 'seq_gap', detail: `expected seq ${walk.expected}, found ${Number.isSafeInteger(row.seq) ? row.seq : 'a seq below 1 or beyond 2^53'}` };
   }
   if (!storedPrev.equals(walk.prevHash)) {
     // Two records naming the same predecessor: something was inserted after seq - 1.
@@ -188,6 +200,9 @@ function checkRow(walk: Walk, row: StoredRecord, trusted: ReadonlyMap<number, Bu
   }
   if (row.network !== null) {
     return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} stores the network ${row.network}, but a host address was hashed` };
+  }
+  if (row.strayTime !== null) {
+    return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} stores the time ${row.strayTime}, outside the years 0001-9999 its hashed text tells apart` };
   }
   if (!storedChainHash(row).equals(storedHash)) {
     return { seq: row.seq, problem: 'hash_mismatch', detail: `record ${row.seq} does not hash to its stored hash` };
@@ -209,14 +224,24 @@ function checkRow(walk: Walk, row: StoredRecord, trusted: ReadonlyMap<number, Bu
     walk.lastGoodCheckpoint = row.seq;
     walk.lastGoodCheckpointHash = storedHash;
   }
-  // `account` is outside the hash, so only this comparison keeps it honest: an edited account would hide a record from searches by account.
-  if (walk.accountMismatch === undefined && row.account !== accountOf(row.username)) {
-    walk.accountMismatch = { seq: row.seq, problem: 'account_mismatch', detail: `the account of record ${row.seq} is not the normalized username` };
+  if (walk.stray === undefined) {
+    // `account` is outside the hash, so only this comparison keeps it honest: an edited account would hide a record from searches by account.
+    if (row.account !== accountOf(row.username)) {
+      walk.stray = { seq: row.seq, problem: 'account_mismatch', detail: `the account of record ${row.seq} is not the normalized username` };
+    } else if (walk.prevOccurredAt !== undefined && row.occurredAt.compare(walk.prevOccurredAt) < 0) {
+      // Fixed-width text (the years 0001-9999, checked above): byte order is time order.
+      walk.stray = {
+        seq: row.seq,
+        problem: 'occurred_at_decreased',
+        detail: `record ${row.seq} occurred at ${row.occurredAt.toString('latin1')}, before record ${row.seq - 1} (${walk.prevOccurredAt.toString('latin1')})`,
+      };
+    }
   }
   walk.checked += 1;
   walk.expected = row.seq + 1;
   walk.prevPrevHash = storedPrev;
   walk.prevHash = storedHash;
+  walk.prevOccurredAt = row.occurredAt;
   return undefined;
 }
 
@@ -236,10 +261,17 @@ export interface WalkStart {
   prevHash?: Buffer | undefined;
 }
 
+/** The canonical `occurred_at` of the record at a walk's start, when it is in the database (not archived). */
+async function occurredAtOf(db: Pick<Queryable, 'query'>, start: WalkStart): Promise<Buffer | undefined> {
+  if (start.seq < 1) return undefined;
+  const { rows } = await db.query<{ at: string }>(`SELECT ${sqlTimestamp('occurred_at')} AS at FROM public.audit_log WHERE seq = $1 AND hash = $2 LIMIT 1`, [start.seq, start.hash]);
+  return rows[0] ? Buffer.from(rows[0].at, 'latin1') : undefined;
+}
+
 export interface RangeOutcome {
   broken: Finding | undefined;
-  /** The first `account_mismatch` before `broken`, if any: reported like any finding, lowest seq first. */
-  accountMismatch: Finding | undefined;
+  /** The first `account_mismatch` or `occurred_at_decreased` before `broken`, if any: reported like any finding, lowest seq first. */
+  stray: Finding | undefined;
   checked: number;
   checkpointsChecked: number;
   lastGoodCheckpoint: { seq: number; hash: Buffer } | undefined;
@@ -263,11 +295,12 @@ export async function walkRange(
     expected: start.seq + 1,
     prevHash: start.hash,
     prevPrevHash: start.prevHash,
+    prevOccurredAt: await occurredAtOf(db, start),
     lastGoodCheckpoint: start.seq,
     lastGoodCheckpointHash: undefined,
     checked: 0,
     checkpointsChecked: 0,
-    accountMismatch: undefined,
+    stray: undefined,
   };
   let broken: Finding | undefined;
   // Leaves go to the tree a few thousand at a time: each hand-over re-reads the tree's partial tiles.
@@ -287,7 +320,7 @@ export async function walkRange(
   if (leaves && leaves.length > 0) await range.onLeaves!(leaves);
   return {
     broken,
-    accountMismatch: walk.accountMismatch,
+    stray: walk.stray,
     checked: walk.checked,
     checkpointsChecked: walk.checkpointsChecked,
     lastGoodCheckpoint: walk.lastGoodCheckpointHash ? { seq: walk.lastGoodCheckpoint, hash: walk.lastGoodCheckpointHash } : undefined,
@@ -300,7 +333,7 @@ export async function summarizeWalks(
   parts: { findings: Finding[]; outcomes: RangeOutcome[]; trusted: ReadonlyMap<number, Buffer>; walkedThrough: number },
 ): Promise<VerifyResult> {
   const findings = [...parts.findings];
-  const broken = parts.outcomes.flatMap((o) => [o.broken, o.accountMismatch]).filter((f): f is Finding => f !== undefined);
+  const broken = parts.outcomes.flatMap((o) => [o.broken, o.stray]).filter((f): f is Finding => f !== undefined);
   const headSeq = broken.length > 0 ? await readHeadSeq(db) : parts.walkedThrough;
   if (broken.length > 0) {
     findings.push(...broken);

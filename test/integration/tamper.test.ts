@@ -12,6 +12,7 @@ import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
 import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { runTs } from '../helpers/processes.js';
+import { normalizeUsername } from '../../src/users/usernames.js';
 
 const RECORDS = 30;
 const CHECKPOINT_EVERY = 10; // checkpoints at seq 10, 20, 30
@@ -176,6 +177,54 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     );
     const r = await verify(copy);
     assert.deepEqual([r.first_invalid_seq, r.problem], [12, 'fork']);
+  });
+
+  /** Inserts `record` as a superuser with its hash chained from `prev`: a forged row that hashes correctly. */
+  async function insertForged(copy: TestDatabase, record: ChainRecord, prev: Buffer, hash = chainHash(prev, record)): Promise<void> {
+    await asSuperuser(
+      copy.name,
+      `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, user_id, ip, user_agent, device_id, mfa_method,
+                              session_id, request_id, actor_id, details, prev_hash, hash, account)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+      [record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason, record.username, record.user_id, record.ip,
+        record.user_agent, record.device_id, record.mfa_method, record.session_id, record.request_id, record.actor_id, record.details, prev, hash,
+        record.username === null ? null : normalizeUsername(record.username)],
+    );
+  }
+
+  it('when a second, correctly hashed record with an existing seq is inserted (no renumbering), then that seq is reported (fork)', async () => {
+    const copy = await freshCopy();
+    const prev = await hashOf(copy.db, 11);
+    // Another month's partition: seq and prev_hash are unique within each partition only.
+    await insertForged(copy, { ...(await readRecords(copy.db, 12))[0]!, event_id: crypto.randomUUID(), occurred_at: '2026-01-01T00:00:00.000000Z', username: 'mallory' }, prev);
+    const r = await verify(copy);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [12, 'fork'], JSON.stringify(r));
+  });
+
+  it('when a record is copied under its own seq into another partition, then that seq is reported (fork)', async () => {
+    const copy = await freshCopy();
+    const original = (await readRecords(copy.db, 4))[0]!;
+    await insertForged(copy, { ...original, event_id: crypto.randomUUID(), occurred_at: '2025-01-01T00:00:00.000000Z' }, await hashOf(copy.db, 3), original.hash);
+    const r = await verify(copy);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [4, 'fork'], JSON.stringify(r));
+  });
+
+  it('when a correctly chained record is appended with a time before its predecessor, then it is reported (occurred_at_decreased)', async () => {
+    const copy = await freshCopy();
+    const last = (await readRecords(copy.db, RECORDS))[0]!;
+    const earlier = new Date(Date.parse(last.occurred_at) - 3600_000).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+    await insertForged(copy, { ...last, seq: RECORDS + 1, event_id: crypto.randomUUID(), occurred_at: earlier, username: 'alibi@example.com' }, last.hash);
+    const r = await verify(copy);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [RECORDS + 1, 'occurred_at_decreased'], JSON.stringify(r));
+  });
+
+  it('when a record is moved to the same date BC (which prints the same canonical text), then that record is reported (hash_mismatch)', async () => {
+    const copy = await freshCopy();
+    await asSuperuser(copy.name, `UPDATE audit_log SET occurred_at = (to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' BC')::timestamp AT TIME ZONE 'UTC' WHERE seq = 14`);
+    const { rows } = await copy.db.query<{ bc: boolean }>(`SELECT occurred_at < '0001-01-01T00:00:00Z' AS bc FROM audit_log WHERE seq = 14`);
+    assert.equal(rows[0]!.bc, true, 'the record now lies before the common era');
+    const r = await verify(copy);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [14, 'hash_mismatch'], JSON.stringify(r));
   });
 
   it('when a checkpoint is forged with another key or a bad signature, then it is reported at its seq', async () => {
