@@ -2,7 +2,7 @@ import type { Queryable } from '../db/database.js';
 import { readStoredRecords, storedLeafHash } from './stored-records.js';
 import { HASH_SIZE } from './merkle.js';
 import { TILE_WIDTH, tilesForSize, type Tile } from './tiles.js';
-import { TreeEdge, readTreeSize } from './tree.js';
+import { TreeEdge } from './tree.js';
 import { TimeSlicer, type RecordSource } from './verify-chain.js';
 
 /** What the tree check found wrong (docs/audit-chain.md, "Verification"). */
@@ -12,6 +12,12 @@ export interface TreeFinding {
   seq: number;
   problem: TreeProblem;
   detail: string;
+}
+
+/** A tile_mismatch with the tile's level and the last record under the bad hash. */
+interface TileFinding extends TreeFinding {
+  level: number;
+  through: number;
 }
 
 export interface TreeResult {
@@ -76,6 +82,18 @@ async function* storedLeaves(db: RecordSource, from: number, size: number, pageS
   if (leaves.length > 0) yield leaves;
 }
 
+/**
+ * The stored tree's size and the log's last seq, from one snapshot: a record and its leaf are
+ * committed together, so a tree shorter than the log is never a verification racing a writer.
+ */
+async function readSizes(db: Pick<Queryable, 'query'>): Promise<{ size: number; head: number }> {
+  const { rows } = await db.query<{ size: number | null; head: number | null }>(
+    `SELECT (SELECT idx * ${TILE_WIDTH} + octet_length(hashes) / ${HASH_SIZE} FROM public.audit_tiles WHERE level = 0 ORDER BY idx DESC LIMIT 1) AS size,
+            (SELECT max(seq) FROM public.audit_log) AS head`,
+  );
+  return { size: rows[0]?.size ?? 0, head: rows[0]?.head ?? 0 };
+}
+
 /** The first leaf (as a seq) under hash `position` of tile (level, index). */
 const seqOf = (level: number, index: number, position: number): number => (index * TILE_WIDTH + position) * TILE_WIDTH ** level + 1;
 
@@ -114,10 +132,11 @@ export async function verifyTree(
 ): Promise<TreeResult> {
   const pageSize = options.batchSize ?? 5000;
   const slicer = options.slicer ?? new TimeSlicer();
-  const storedSize = await readTreeSize(db);
+  const { size: storedSize, head } = await readSizes(db);
   const cursors = new Map<number, TileCursor>();
   const cursor = (level: number) => cursors.get(level) ?? cursors.set(level, new TileCursor(db, level)).get(level)!;
   const findings: TreeFinding[] = [];
+  const tileFindings: TileFinding[] = [];
   const skipped = options.prefix && 'edge' in options.prefix ? options.prefix.size : 0;
   const checkpointSizes = [...options.roots.keys()].filter((size) => size <= storedSize && size > skipped).sort((a, b) => a - b);
   let nextCheckpoint = 0;
@@ -131,9 +150,11 @@ export async function verifyTree(
     if (stored?.equals(tile.data)) return;
     let at = 0;
     while (stored && at < tile.width && stored.subarray(at * HASH_SIZE, (at + 1) * HASH_SIZE).equals(tile.data.subarray(at * HASH_SIZE, (at + 1) * HASH_SIZE))) at += 1;
-    const seq = seqOf(tile.level, tile.index, Math.min(at, tile.width - 1));
+    const position = Math.min(at, tile.width - 1);
+    const seq = seqOf(tile.level, tile.index, position);
     const what = !stored ? 'is missing' : stored.length !== tile.data.length ? `holds ${stored.length / HASH_SIZE} hashes, ${tile.width} recomputed` : `differs from the records at hash ${at}`;
-    findings.push({ seq, problem: 'tile_mismatch', detail: `tile ${tile.level}/${tile.index} ${what}` });
+    const through = seqOf(tile.level, tile.index, position + 1) - 1;
+    tileFindings.push({ seq, through, level: tile.level, problem: 'tile_mismatch', detail: `tile ${tile.level}/${tile.index} ${what}` });
   };
 
   let edge = options.prefix && 'edge' in options.prefix ? options.prefix.edge : TreeEdge.empty();
@@ -190,6 +211,10 @@ export async function verifyTree(
     await unread.return?.();
   }
 
+  if (head > storedSize) {
+    // Such records are in no checkpoint a witness cosigns, and no inclusion proof reaches them.
+    findings.push({ seq: storedSize + 1, problem: 'tree_size_mismatch', detail: `the log holds records up to ${head} but the tree covers only ${storedSize}: records ${storedSize + 1}.. are in no tile` });
+  }
   if (walked < storedSize) {
     findings.push({ seq: walked + 1, problem: 'tree_size_mismatch', detail: `the tree covers ${storedSize} records but the log holds only ${walked} before a gap or its end` });
   } else {
@@ -212,6 +237,11 @@ export async function verifyTree(
     findings.push({ seq: storedSize + 1, problem: 'tree_size_mismatch', detail: `a signed checkpoint covers ${beyond} records but the tree ends at ${storedSize}` });
   }
 
+  // A changed record changes its hash at every level above it: a bad hash whose records hold a bad
+  // hash of a lower level is that one's consequence, and the lowest level names the record itself.
+  for (const f of tileFindings) {
+    if (!tileFindings.some((g) => g.level < f.level && g.seq >= f.seq && g.seq <= f.through)) findings.push(f);
+  }
   if (rootMismatch && !findings.some((f) => f.problem === 'tile_mismatch' && f.seq >= rootMismatch!.seq && f.seq <= rootMismatch!.through)) {
     findings.push({ seq: rootMismatch.seq, problem: rootMismatch.problem, detail: rootMismatch.detail });
   }

@@ -402,7 +402,7 @@ describe('npm run audit:verify recomputes the tree', () => {
   };
   const verify = async (db: TestDatabase, extra: string[] = []) => {
     const run = await runTs('src/cli/audit-verify.ts', ['--json', '--database-url', db.url, '--trusted-key', key.file, '--checkpoint-file', file, ...extra]);
-    return { ...run, result: run.stdout ? (JSON.parse(run.stdout) as { valid: boolean; first_invalid_seq?: number; problem?: string; tree: { tree_size: number; roots_checked: number } }) : undefined };
+    return { ...run, result: run.stdout ? (JSON.parse(run.stdout) as { valid: boolean; first_invalid_seq?: number; problem?: string; tree: { tree_size: number; roots_checked: number; first_invalid_seq?: number; problem?: string } }) : undefined };
   };
 
   it('when untouched, then legacy and note checkpoints, the tree and the export file all verify', async () => {
@@ -421,6 +421,35 @@ describe('npm run audit:verify recomputes the tree', () => {
     const run = await verify(db);
     assert.equal(run.code, 1, run.stdout + run.stderr);
     assert.deepEqual([run.result!.first_invalid_seq, run.result!.problem], [256 + 37 + 1, 'tile_mismatch']);
+  });
+
+  for (const seq of [2, 300]) {
+    it(`when record ${seq}, inside a full tile, is edited, then both the chain and the tree name that record`, async () => {
+      const db = await copy();
+      await asSuperuser(db.name, `UPDATE audit_log SET outcome = 'success' WHERE seq = ${seq}`);
+      const run = await verify(db);
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.deepEqual([run.result!.first_invalid_seq, run.result!.problem], [seq, 'hash_mismatch']);
+      assert.deepEqual([run.result!.tree.first_invalid_seq, run.result!.tree.problem], [seq, 'tile_mismatch'], JSON.stringify(run.result!.tree));
+    });
+  }
+
+  it('when a correctly chained record is in no tile (the tree shorter than the log), then it exits 1 naming tree_size_mismatch at that record', async () => {
+    const db = await copy();
+    const { rows } = await db.db.query<ChainRecord & { hash: Buffer }>(CANONICAL_SELECT.replace('FROM audit_log', ', hash FROM audit_log'), [0, 10_000]);
+    const last = rows.at(-1)!;
+    const record = { ...last, seq: last.seq + 1, event_id: crypto.randomUUID() };
+    await asSuperuser(
+      db.name,
+      `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, account, user_id, ip, user_agent, device_id, mfa_method,
+                              session_id, request_id, actor_id, details, prev_hash, hash)
+       SELECT $1, $2, $3, $4, $5, $6, $7, account, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM audit_log WHERE seq = $19`,
+      [record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason, record.username, record.user_id, record.ip, record.user_agent,
+        record.device_id, record.mfa_method, record.session_id, record.request_id, record.actor_id, record.details, last.hash, chainHash(last.hash, record), last.seq],
+    );
+    const run = await verify(db);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    assert.deepEqual([run.result!.first_invalid_seq, run.result!.problem], [601, 'tree_size_mismatch'], run.stdout);
   });
 
   it('when a level-1 hash is forged, or a tile deleted, then it exits 1', async () => {
