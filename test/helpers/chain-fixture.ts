@@ -1,8 +1,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { chainHash, type ChainRecord } from '../../src/audit/canonical.js';
+import { chainHash, recordLeafHash, type ChainRecord } from '../../src/audit/canonical.js';
 import { checkpointToLine, signCheckpoint, type Checkpoint, type SigningKey } from '../../src/audit/checkpoints.js';
 import { formatMicros } from '../../src/audit/clock.js';
+import { readTreeEdge, tileParams } from '../../src/audit/tree.js';
+import { AUDIT_CHAIN_LOCK } from '../../src/db/advisory-locks.js';
 import type { Queryable } from '../../src/db/database.js';
 import { normalizeUsername } from '../../src/users/usernames.js';
 
@@ -29,6 +31,12 @@ export async function appendSignedChain(
   options: { count: number; key: SigningKey; checkpointEvery?: number; checkpointFile?: string; username?: (seq: number) => string },
 ): Promise<{ tail: ChainTail; checkpoints: Checkpoint[] }> {
   let tail = await chainTail(db);
+  // Times follow the head's (occurred_at never decreases along seq), a millisecond apart.
+  const { rows: head } = await db.query<{ micros: string | null }>(
+    `SELECT (extract(epoch FROM occurred_at) * 1000000)::bigint::text AS micros FROM audit_log WHERE seq = $1`,
+    [tail.seq],
+  );
+  const base = head[0]?.micros ? BigInt(head[0].micros) - BigInt(tail.seq) * 1000n : BASE_MICROS;
   const every = options.checkpointEvery ?? 0;
   const checkpoints: Checkpoint[] = [];
   const chunk = 5000;
@@ -42,7 +50,7 @@ export async function appendSignedChain(
       const record: ChainRecord = {
         seq,
         event_id: crypto.randomUUID(),
-        occurred_at: formatMicros(BASE_MICROS + BigInt(seq) * 1000n),
+        occurred_at: formatMicros(base + BigInt(seq) * 1000n),
         event_type: 'login.failed',
         outcome: 'failure',
         reason: 'wrong_password',
@@ -66,7 +74,7 @@ export async function appendSignedChain(
       columns.prev.push(tail.hash);
       columns.hash.push(hash);
       tail = { seq, hash };
-      if (every > 0 && seq % every === 0) pageCheckpoints.push(signCheckpoint(options.key, tail, formatMicros(BASE_MICROS + BigInt(seq) * 1000n + 1n)));
+      if (every > 0 && seq % every === 0) pageCheckpoints.push(signCheckpoint(options.key, tail, formatMicros(base + BigInt(seq) * 1000n + 1n)));
     }
     await db.query(
       `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, account, prev_hash, hash)
@@ -88,4 +96,38 @@ export async function insertCheckpoints(db: Pick<Queryable, 'query'>, checkpoint
     [checkpoints.map((c) => c.seq), checkpoints.map((c) => c.hash), checkpoints.map((c) => c.signedAt), checkpoints.map((c) => c.keyId), checkpoints.map((c) => c.signature)],
   );
   if (file) fs.appendFileSync(file, checkpoints.map((c) => `${checkpointToLine(c)}\n`).join(''));
+}
+
+/**
+ * Calls `audit_append` (migration 014's overload) as any holder of the runtime role could, with
+ * one record after the current head whose fields are `fields` over a plain login failure: its
+ * hash correct, and, unless `tiles` is false, the tiles that grow the tree by its leaf. Returns
+ * the function's rows (the tiles' new widths).
+ */
+export async function callAuditAppend(
+  db: Pick<Queryable, 'query'>,
+  fields: Partial<Omit<ChainRecord, 'seq'>>,
+  options: { tiles?: boolean } = {},
+): Promise<Array<{ tile_level: number; tile_idx: number; tile_width: number }>> {
+  const tail = await chainTail(db);
+  const record: ChainRecord = {
+    seq: tail.seq + 1, event_id: crypto.randomUUID(), occurred_at: formatMicros(BigInt(Date.now()) * 1000n), event_type: 'login.failed',
+    outcome: 'failure', reason: 'wrong_password', username: 'hostile@example.com', user_id: null, ip: null, user_agent: null,
+    device_id: null, mfa_method: null, session_id: null, request_id: null, actor_id: null, details: null, ...fields,
+  };
+  const hash = chainHash(tail.hash, record);
+  const { edge, tiles } = options.tiles === false ? { edge: undefined, tiles: [] } : await readTreeEdge(db).then(async (e) => ({ edge: e, tiles: (await e.append([recordLeafHash(record)])).tiles }));
+  const [levels, idxs, hashes] = tileParams(edge?.size ?? 0, tiles);
+  const { rows } = await db.query<{ tile_level: number; tile_idx: number; tile_width: number }>(
+    `SELECT * FROM audit_append($1, $2, $3, $4, $5, $6::uuid[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[],
+       $12::uuid[], $13::inet[], $14::text[], $15::text[], $16::text[], $17::uuid[], $18::text[], $19::uuid[], $20::json[], $21::text[],
+       $22::smallint[], $23::bigint[], $24::bytea[])`,
+    [
+      ...AUDIT_CHAIN_LOCK, tail.seq, tail.hash, hash, [record.event_id], [record.occurred_at], [record.event_type], [record.outcome],
+      [record.reason], [record.username], [record.user_id], [record.ip], [record.user_agent], [record.device_id], [record.mfa_method],
+      [record.session_id], [record.request_id], [record.actor_id], [record.details], [record.username === null ? null : normalizeUsername(record.username)],
+      levels, idxs, hashes,
+    ],
+  );
+  return rows;
 }

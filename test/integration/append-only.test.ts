@@ -12,6 +12,7 @@ import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { ROOT } from '../helpers/processes.js';
+import { callAuditAppend } from '../helpers/chain-fixture.js';
 import { createTestGateway } from '../helpers/test-gateway.js';
 import { sweepExpired } from '../../src/maintenance.js';
 import request from 'supertest';
@@ -44,6 +45,43 @@ describe('append-only audit tables', () => {
       });
     }
   }
+});
+
+describe('audit_append keeps the log\'s rules, whoever calls it', () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await createTestDatabase();
+    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 5000 });
+    for (let i = 0; i < 3; i++) await writer.recordEvent(sampleEvent(i));
+    await writer.close();
+  });
+  after(async () => {
+    await t.drop();
+  });
+  const head = async () => (await t.db.query<{ seq: number; size: number }>(
+    `SELECT (SELECT max(seq) FROM audit_log) AS seq, (SELECT sum(octet_length(hashes)) / 32 FROM audit_tiles WHERE level = 0)::int AS size`,
+  )).rows[0]!;
+
+  it('when a correct record with its tiles is appended, then it is stored and the log verifies', async () => {
+    const before = await head();
+    const rows = await callAuditAppend(t.db, {});
+    assert.ok(rows.length > 0);
+    assert.deepEqual(await head(), { seq: before.seq + 1, size: before.size + 1 });
+    const r = await verifyChain(t.db, { trustedKeys: new Map() });
+    assert.equal(r.valid, true, JSON.stringify(r));
+  });
+
+  it('when a record is back-dated before the head, then the call is refused and nothing is stored', async () => {
+    const before = await head();
+    await assert.rejects(callAuditAppend(t.db, { occurred_at: '2020-01-01T00:00:00.000000Z' }), /occurred_at/);
+    assert.deepEqual(await head(), before);
+  });
+
+  it('when a record comes without the tiles that add its leaf, then the call is refused and nothing is stored', async () => {
+    const before = await head();
+    await assert.rejects(callAuditAppend(t.db, {}, { tiles: false }), /tile/);
+    assert.deepEqual(await head(), before);
+  });
 });
 
 describe('least-privilege runtime role (docs/runtime-role.sql)', () => {
