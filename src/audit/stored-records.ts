@@ -87,39 +87,92 @@ export function storedRecordsSql(afterSeq: number | null, limit: number, inclusi
 
 /** The 11-byte signature that opens binary COPY output. */
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+/** The fixed part of the header: signature, flags, extension area length. */
+const HEADER = SIGNATURE.length + 8;
+/** No PostgreSQL value is longer than 1 GB - 1 bytes (MaxAllocSize), nor is the row COPY sends. */
+const MAX_FIELD_LENGTH = 0x3fffffff;
 
 /**
  * Decodes binary `COPY` output of the columns above into records, chunk by chunk: a row cut
- * between two chunks is completed by the next one.
+ * between chunks is completed by the next ones.
+ *
+ * Each record views the bytes it was read from: the chunk that holds its whole row, or the one
+ * buffer a row cut between chunks is gathered into, which nothing else writes to. Such a row is
+ * carried as the list of its pieces; its length words are read across them as they arrive, so
+ * once they are all here the row's length is known, and its pieces are joined once, when the
+ * last one comes. A row of N bytes is thus copied once, whatever the number of chunks it spans
+ * (joining it to each new chunk copied it once per chunk: O(N²), minutes for a 200 MB field).
  */
 export class StoredRecordDecoder {
-  private rest: Buffer | undefined;
+  /** Bytes not decoded yet: the start of an incomplete row (or of the header) and the chunks after it. */
+  private carried: Buffer[] = [];
+  private carriedLength = 0;
+  /** How many carried bytes are needed, at least, before anything more can be read. */
+  private needed = 0;
+  /** Whether `carried` starts with a row whose field count has been read, scanned as below. */
+  private carryingRow = false;
+  /** Of the carried row: how many of its fields' length words have been read. */
+  private rowFields = 0;
+  /** Of the carried row: where its next length word starts (its end, once all are read), from its first byte. */
+  private rowNext = 0;
+  /** The carried piece where the last length word was read, and the offset of its first byte. */
+  private cursor = 0;
+  private cursorStart = 0;
   private headerRead = false;
   private ended = false;
   private readonly offsets = new Int32Array(FIELD_COUNT);
+  /** Of the last {@link scan}: how many length words it read, and where it stopped. */
+  private scannedFields = 0;
+  private scannedTo = 0;
 
   /** The records completed by `chunk`. */
   push(chunk: Buffer): StoredRecord[] {
-    const bytes = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
-    this.rest = undefined;
     const records: StoredRecord[] = [];
-    let at = 0;
+    if (chunk.length === 0) return records;
+    if (this.ended) throw new Error('bytes after the end of binary COPY output');
+    if (this.carriedLength === 0) return this.decode(chunk, 0, records);
+    this.carried.push(chunk);
+    this.carriedLength += chunk.length;
+    if (this.carriedLength < this.needed) return records;
+    if (!this.carryingRow) {
+      // The header or a row's field count was cut: a few bytes, joined with this chunk.
+      const bytes = Buffer.concat(this.carried, this.carriedLength);
+      this.drop();
+      return this.decode(bytes, 0, records);
+    }
+    this.scanCarried();
+    if (this.carriedLength < this.needed) return records;
+    // The row is all here, and ends in this chunk (it did not end in the bytes before it).
+    const length = this.rowNext;
+    const tail = length - (this.carriedLength - chunk.length);
+    this.carried[this.carried.length - 1] = chunk.subarray(0, tail);
+    const row = Buffer.concat(this.carried, length);
+    this.drop();
+    if (this.scan(row, 2) !== length) throw new Error('a carried row was measured wrongly');
+    records.push(this.record(row));
+    return this.decode(chunk, tail, records);
+  }
+
+  /** Fails when the output stopped inside a row or before its end marker. */
+  finish(): void {
+    if (!this.ended || this.carriedLength > 0) throw new Error('binary COPY output ended early');
+  }
+
+  /** Decodes `bytes` from `at` on into `records`, carrying an incomplete end. */
+  private decode(bytes: Buffer, from: number, records: StoredRecord[]): StoredRecord[] {
+    let at = from;
     if (!this.headerRead) {
-      if (bytes.length < SIGNATURE.length + 8) {
-        this.rest = bytes;
-        return records;
-      }
-      if (!bytes.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new Error('not binary COPY output');
-      const extension = bytes.readUInt32BE(SIGNATURE.length + 4);
-      if (bytes.length < SIGNATURE.length + 8 + extension) {
-        this.rest = bytes;
-        return records;
-      }
-      at = SIGNATURE.length + 8 + extension;
+      if (bytes.length - at < HEADER) return this.carry(bytes, at, HEADER, records);
+      if (!bytes.subarray(at, at + SIGNATURE.length).equals(SIGNATURE)) throw new Error('not binary COPY output');
+      const extension = bytes.readUInt32BE(at + SIGNATURE.length + 4);
+      if (extension > MAX_FIELD_LENGTH) throw new Error(`a binary COPY header extension of ${extension} bytes is longer than PostgreSQL writes`);
+      if (bytes.length - at < HEADER + extension) return this.carry(bytes, at, HEADER + extension, records);
+      at += HEADER + extension;
       this.headerRead = true;
     }
-    while (at + 2 <= bytes.length) {
+    while (at < bytes.length) {
       if (this.ended) throw new Error('bytes after the end of binary COPY output');
+      if (at + 2 > bytes.length) return this.carry(bytes, at, 2, records);
       const fields = bytes.readInt16BE(at);
       if (fields === -1) {
         this.ended = true;
@@ -128,29 +181,94 @@ export class StoredRecordDecoder {
       }
       if (fields !== FIELD_COUNT) throw new Error(`a copied record has ${fields} columns, not ${FIELD_COUNT}`);
       const end = this.scan(bytes, at + 2);
-      if (end < 0) break;
-      records.push(this.record(bytes));
-      at = end;
+      if (end >= 0) {
+        records.push(this.record(bytes));
+        at = end;
+        continue;
+      }
+      // A row cut short: what scan read of it is kept, and the rest is read as it arrives.
+      this.carry(bytes, at, 0, records);
+      this.carryingRow = true;
+      this.rowFields = this.scannedFields;
+      this.rowNext = this.scannedTo - at;
+      this.needed = this.rowFields < FIELD_COUNT ? this.rowNext + 4 : this.rowNext;
+      return records;
     }
-    if (at < bytes.length) this.rest = bytes.subarray(at);
     return records;
   }
 
-  /** Fails when the output stopped inside a row or before its end marker. */
-  finish(): void {
-    if (!this.ended || this.rest) throw new Error('binary COPY output ended early');
+  /** Keeps `bytes` from `from` on, which need `needed` bytes before they can be read further. */
+  private carry(bytes: Buffer, from: number, needed: number, records: StoredRecord[]): StoredRecord[] {
+    this.carried = [bytes.subarray(from)];
+    this.carriedLength = bytes.length - from;
+    this.needed = needed;
+    this.carryingRow = false;
+    this.cursor = 0;
+    this.cursorStart = 0;
+    return records;
   }
 
-  /** Records where each field's length word starts; the end of the row, or -1 when it is not all here. */
+  private drop(): void {
+    this.carried = [];
+    this.carriedLength = 0;
+    this.needed = 0;
+    this.carryingRow = false;
+  }
+
+  /** Reads the carried row's length words that have arrived, and how many bytes it then needs. */
+  private scanCarried(): void {
+    while (this.rowFields < FIELD_COUNT && this.rowNext + 4 <= this.carriedLength) {
+      const length = this.carriedInt32(this.rowNext);
+      checkFieldLength(length);
+      this.rowNext += 4 + (length > 0 ? length : 0);
+      this.rowFields += 1;
+    }
+    this.needed = this.rowFields < FIELD_COUNT ? this.rowNext + 4 : this.rowNext;
+  }
+
+  /** The int32 at `offset` of the carried bytes (`offset` + 4 of them are here), across pieces; offsets only grow. */
+  private carriedInt32(offset: number): number {
+    const { carried } = this;
+    while (offset >= this.cursorStart + carried[this.cursor]!.length) {
+      this.cursorStart += carried[this.cursor]!.length;
+      this.cursor += 1;
+    }
+    const piece = carried[this.cursor]!;
+    const local = offset - this.cursorStart;
+    if (local + 4 <= piece.length) return piece.readInt32BE(local);
+    let value = 0;
+    let index = this.cursor;
+    let start = this.cursorStart;
+    for (let k = 0; k < 4; k++) {
+      while (offset + k >= start + carried[index]!.length) start += carried[index++]!.length;
+      value = value * 256 + carried[index]![offset + k - start]!;
+    }
+    return value | 0;
+  }
+
+  /**
+   * Records where each field's length word starts; the end of the row, or -1 when it is not all
+   * here (then {@link scannedFields} and {@link scannedTo} say how far it got).
+   */
   private scan(bytes: Buffer, from: number): number {
     let at = from;
     for (let i = 0; i < FIELD_COUNT; i++) {
-      if (at + 4 > bytes.length) return -1;
+      if (at + 4 > bytes.length) {
+        this.scannedFields = i;
+        this.scannedTo = at;
+        return -1;
+      }
       this.offsets[i] = at;
       const length = bytes.readInt32BE(at);
+      checkFieldLength(length);
       at += 4 + (length > 0 ? length : 0);
     }
-    return at <= bytes.length ? at : -1;
+    if (at > bytes.length) {
+      this.scannedFields = FIELD_COUNT;
+      this.scannedTo = at;
+      return -1;
+    }
+    return at;
   }
 
   private record(bytes: Buffer): StoredRecord {
@@ -172,6 +290,11 @@ export class StoredRecordDecoder {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A field's length word must be -1 (NULL) or a length PostgreSQL can write. */
+function checkFieldLength(length: number): void {
+  if (length < -1 || length > MAX_FIELD_LENGTH) throw new Error(`a copied field length of ${length} bytes is neither NULL (-1) nor one PostgreSQL writes`);
+}
 
 /** The bytes of the field whose length word is at `at`; null for NULL. */
 function field(bytes: Buffer, at: number): Buffer | null {

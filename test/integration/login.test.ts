@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import bcrypt from 'bcrypt';
 import request from 'supertest';
@@ -9,6 +11,30 @@ const login = (gw: TestGateway, username: string, password: string, headers: Rec
   request(gw.app).post('/login').set(headers).send({ username, password });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * POSTs `body` to `path` of the gateway over a plain socket, with `headers` as raw bytes (a client
+ * library would encode them itself); the answer's status.
+ */
+async function rawPost(gw: TestGateway, path: string, headers: Record<string, Buffer>, body: string): Promise<number> {
+  const server = http.createServer(gw.app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
+    const socket = net.connect(port, '127.0.0.1');
+    // Written, not ended: the server closes the connection once it has answered.
+    socket.write(Buffer.concat([Buffer.from(head), ...Object.entries(headers).flatMap(([name, value]) => [Buffer.from(`${name}: `), value, Buffer.from('\r\n')]), Buffer.from(`\r\n${body}`)]));
+    const answer: Buffer[] = [];
+    for await (const chunk of socket) answer.push(chunk as Buffer);
+    const status = /^HTTP\/1\.1 (\d{3}) /.exec(Buffer.concat(answer).toString('latin1'));
+    assert.ok(status, 'an HTTP answer');
+    return Number(status[1]);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
 
 describe('POST /login on PostgreSQL and Redis', () => {
   let gw: TestGateway;
@@ -129,6 +155,34 @@ describe('POST /login on PostgreSQL and Redis', () => {
     await gw.addUser(username, 'before\u0000after-the-nul');
     await login(gw, username, 'before\u0000different-tail').expect(401);
     await login(gw, username, 'before\u0000after-the-nul').expect(200);
+  });
+
+  it('when User-Agent and X-Device-Id arrive as UTF-8 bytes, then the record holds the text they encode; bytes that are not UTF-8 are kept one character each, never a 500', async () => {
+    const recorded = async (username: string) => {
+      const { rows } = await gw.t.db.query<{ user_agent: string | null; device_id: string | null; details: string | null }>(
+        'SELECT user_agent, device_id, details::text AS details FROM audit_log WHERE username = $1 ORDER BY seq',
+        [username],
+      );
+      assert.equal(rows.length, 1, 'one record');
+      return { userAgent: rows[0]!.user_agent, deviceId: rows[0]!.device_id, truncated: (JSON.parse(rows[0]!.details ?? '{}') as { truncated?: string[] }).truncated };
+    };
+    const attempt = async (headers: Record<string, Buffer>) => {
+      const username = uniqueName('agent');
+      assert.equal(await rawPost(gw, '/login', headers, JSON.stringify({ username, password: 'some password' })), 401);
+      return recorded(username);
+    };
+    const utf8 = (text: string): Buffer => Buffer.from(text, 'utf8');
+
+    // What `curl -A 'curl/é-test' -H 'X-Device-Id: 設備-7'` sends from a UTF-8 terminal.
+    assert.deepEqual(await attempt({ 'User-Agent': utf8('curl/é-test'), 'X-Device-Id': utf8('設備-7') }), { userAgent: 'curl/é-test', deviceId: '設備-7', truncated: undefined });
+    assert.deepEqual(await attempt({ 'User-Agent': utf8('Mozilla/5.0 😀') }), { userAgent: 'Mozilla/5.0 😀', deviceId: null, truncated: undefined });
+    // Not UTF-8 (a Latin-1 é alone, 0xFF, a cut sequence): each byte is the character of that code, nothing lost.
+    for (const bytes of [Buffer.from('curl/\xe9-test', 'latin1'), Buffer.from([0x61, 0xff, 0xfe]), Buffer.from([0x61, 0xe8, 0xa8])]) {
+      assert.deepEqual(await attempt({ 'User-Agent': bytes, 'X-Device-Id': bytes }), { userAgent: bytes.toString('latin1'), deviceId: bytes.toString('latin1'), truncated: undefined });
+    }
+    // The limits count the characters of the recorded text: 300 é (600 bytes) fit in 512, 600 é are cut to 512.
+    assert.deepEqual(await attempt({ 'User-Agent': utf8('é'.repeat(300)), 'X-Device-Id': utf8('é'.repeat(128)) }), { userAgent: 'é'.repeat(300), deviceId: 'é'.repeat(128), truncated: undefined });
+    assert.deepEqual(await attempt({ 'User-Agent': utf8('é'.repeat(600)), 'X-Device-Id': utf8('é'.repeat(129)) }), { userAgent: 'é'.repeat(512), deviceId: 'é'.repeat(128), truncated: ['user_agent', 'device_id'] });
   });
 
   it('when a client sends X-Forwarded-For and no proxy is trusted, then the recorded IP is the socket address', async () => {

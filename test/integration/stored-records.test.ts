@@ -10,7 +10,7 @@ import { CANONICAL_SELECT } from '../../src/audit/tree.js';
 import { createEmbeddedDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
 import { sampleEvent } from '../helpers/events.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
 /** Records whose fields take every shape the canonical form distinguishes. */
 const EDGE_EVENTS: Partial<AuditEvent>[] = [
@@ -101,6 +101,31 @@ describe('stored records read as binary COPY, the verifiers\' one way to read th
         await copy.db.exec(`INSERT INTO audit_log SELECT 0, gen_random_uuid(), occurred_at + interval '40 days', event_type, outcome, reason, 'mallory0', user_id, ip, user_agent, device_id, mfa_method, session_id, 'forged', actor_id, details, prev_hash, hash, 'mallory0' FROM audit_log WHERE seq = 3`);
         const zero = await verifyChain(copy.db, { trustedKeys: new Map() });
         assert.equal(zero.valid, false, JSON.stringify(zero));
+      } finally {
+        await copy.drop();
+      }
+    });
+
+    it('when a superuser gives one record a 50 MB details, then a full verification finishes and reports the hash_mismatch at that seq', async (context) => {
+      const { verifyDatabase } = await import('../../src/audit/verify-both.js');
+      const copy = await createTestDatabase();
+      try {
+        const writer = createChainWriter(copy.db, { batchMax: 4, writeTimeoutMs: 30_000 });
+        for (let i = 0; i < 12; i++) await writer.recordEvent(sampleEvent(i));
+        await writer.close();
+        // A 50 MB row arrives in hundreds of chunks: carried by joining it to each new one, it cost
+        // gigabytes of copying, and the read outlived the pool's 10 s statement timeout.
+        await asSuperuser(copy.name, `UPDATE audit_log SET details = json_build_object('pad', repeat('a', 50 * 1024 * 1024)) WHERE seq = 7`);
+        const started = process.hrtime.bigint();
+        const { chain, tree } = await verifyDatabase(copy.db, { trustedKeys: new Map(), checkpointFiles: [] });
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        assert.equal(chain.valid, false, JSON.stringify(chain));
+        assert.equal(chain.first_invalid_seq, 7, JSON.stringify(chain));
+        assert.equal(chain.problem, 'hash_mismatch', JSON.stringify(chain));
+        assert.equal(tree.valid, false, JSON.stringify(tree));
+        assert.equal(tree.first_invalid_seq, 7, JSON.stringify(tree));
+        // Information only: no wall-clock bound is asserted (the file's timeout is the backstop).
+        context.diagnostic(`verified a log holding a 50 MB record in ${seconds.toFixed(1)} s`);
       } finally {
         await copy.drop();
       }
