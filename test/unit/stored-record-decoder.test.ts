@@ -3,8 +3,8 @@ import crypto from 'node:crypto';
 import { describe, it, mock, type Mock } from 'node:test';
 import { StoredRecordDecoder, storedChainHash, storedLeafHash, type StoredRecord } from '../../src/audit/stored-records.js';
 
-/** The columns the decoder reads per row: prev_hash, the 17 canonical fields, hash, account, network. */
-const FIELD_COUNT = 21;
+/** The columns the decoder reads per row: prev_hash, the 17 canonical fields, hash, account, network, stray time. */
+const FIELD_COUNT = 22;
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
 const int32 = (n: number): Buffer => {
@@ -36,7 +36,7 @@ function rowWithDetails(seq: number, detailsBytes: number): { bytes: Buffer; cha
     Buffer.from('login.failed'), Buffer.from('failure'), null, Buffer.from('alice'), null, Buffer.from([192, 0, 2, 1]),
     Buffer.from('curl/8.5.0'), null, null, null, Buffer.from('r-1'), null, details,
   ];
-  const fields = [prevHash, ...canonical, crypto.randomBytes(32), Buffer.from('alice'), null];
+  const fields = [prevHash, ...canonical, crypto.randomBytes(32), Buffer.from('alice'), null, null];
   const chained = Buffer.concat([prevHash, ...canonical.flatMap((f) => (f === null ? [int32(-1)] : [int32(f.length), f]))]);
   return { bytes: row(fields), chained };
 }
