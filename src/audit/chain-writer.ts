@@ -122,7 +122,7 @@ const COLUMNS = [
  * Parameters: the lock, the expected head (seq, hash), the records' hashes, the columns, the tiles.
  */
 const CALL_APPEND_SQL = `SELECT tile_level AS level, tile_idx AS idx, tile_width AS n
-  FROM audit_append(${Array.from({ length: 5 + COLUMNS.length + 3 }, (_, i) => `$${i + 1}`).join(', ')})`;
+  FROM public.audit_append(${Array.from({ length: 5 + COLUMNS.length + 3 }, (_, i) => `$${i + 1}`).join(', ')})`;
 
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -131,7 +131,7 @@ function toBuffer(bytes: Uint8Array): Buffer {
 /** The head and its `occurred_at` (canonical text; '' for an empty log); callers hold {@link AUDIT_CHAIN_LOCK} when they will append after it. */
 async function readHeadWithTime(db: Pick<Queryable, 'query'>): Promise<{ head: ChainHead; lastAt: string }> {
   const { rows } = await db.query<{ seq: number; hash: Uint8Array; at: string }>(
-    `SELECT seq, hash, ${sqlTimestamp('occurred_at')} AS at FROM audit_log ORDER BY seq DESC LIMIT 1`,
+    `SELECT seq, hash, ${sqlTimestamp('occurred_at')} AS at FROM public.audit_log ORDER BY seq DESC LIMIT 1`,
   );
   const head = rows[0];
   return head ? { head: { seq: head.seq, hash: toBuffer(head.hash) }, lastAt: head.at } : { head: { seq: 0, hash: GENESIS_HASH }, lastAt: '' };

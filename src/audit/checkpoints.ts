@@ -395,19 +395,19 @@ export async function readCheckpointTable(db: Pick<Queryable, 'query'>): Promise
 
 /** The newest stored checkpoint note (tree size, note), or undefined before the first one. */
 export async function latestCheckpointNote(db: Pick<Queryable, 'query'>): Promise<Checkpoint | undefined> {
-  const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE note IS NOT NULL ORDER BY seq DESC LIMIT 1`);
+  const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM public.audit_checkpoints WHERE note IS NOT NULL ORDER BY seq DESC LIMIT 1`);
   return rows[0] ? fromRow(rows[0]) : undefined;
 }
 
 /** The stored checkpoint note of tree size `size`, or undefined. */
 export async function checkpointNoteAt(db: Pick<Queryable, 'query'>, size: number): Promise<Checkpoint | undefined> {
-  const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq = $1 AND note IS NOT NULL`, [size]);
+  const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM public.audit_checkpoints WHERE seq = $1 AND note IS NOT NULL`, [size]);
   return rows[0] ? fromRow(rows[0]) : undefined;
 }
 
 /** The cosignature lines stored for the checkpoint of tree size `size` (migration 008, filled by the witness client), in a stable order. */
 export async function cosignatureLines(db: Pick<Queryable, 'query'>, size: number): Promise<string[]> {
-  const { rows } = await db.query<{ line: string }>('SELECT line FROM audit_cosignatures WHERE tree_size = $1 ORDER BY witness, key_id', [size]);
+  const { rows } = await db.query<{ line: string }>('SELECT line FROM public.audit_cosignatures WHERE tree_size = $1 ORDER BY witness, key_id', [size]);
   return rows.map((r) => r.line);
 }
 
@@ -421,7 +421,7 @@ export async function cosignedNote(db: Pick<Queryable, 'query'>, cp: Checkpoint)
 export async function* streamCheckpointTable(db: Pick<Queryable, 'query'>, afterSeq: number, pageSize = 5000): AsyncGenerator<Checkpoint[]> {
   let after = afterSeq;
   for (;;) {
-    const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2`, [after, pageSize]);
+    const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM public.audit_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2`, [after, pageSize]);
     if (rows.length > 0) yield rows.map(fromRow);
     if (rows.length < pageSize) return;
     after = rows[rows.length - 1]!.seq;
@@ -441,7 +441,7 @@ export interface CheckpointView {
 
 /** The newest `limit` stored checkpoints, newest first. */
 export async function listCheckpoints(db: Pick<Queryable, 'query'>, limit: number): Promise<CheckpointView[]> {
-  const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq DESC LIMIT $1`, [limit]);
+  const { rows } = await db.query<CheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM public.audit_checkpoints ORDER BY seq DESC LIMIT $1`, [limit]);
   return rows.map((r) => ({
     seq: r.seq,
     hash: Buffer.from(r.hash).toString('hex'),
@@ -581,7 +581,7 @@ export async function readTreeHead(db: Pick<Queryable, 'query'>, atMost?: number
   const stored = await readTreeSize(db);
   const size = atMost === undefined ? stored : Math.min(stored, atMost);
   if (size === 0) return undefined;
-  const { rows } = await db.query<{ hash: Uint8Array }>('SELECT hash FROM audit_log WHERE seq = $1', [size]);
+  const { rows } = await db.query<{ hash: Uint8Array }>('SELECT hash FROM public.audit_log WHERE seq = $1', [size]);
   if (!rows[0]) return undefined;
   return { size, root: await storedRoot(db, size), chainHead: Buffer.from(rows[0].hash) };
 }
@@ -625,7 +625,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     await openExport();
     for (;;) {
       const { rows } = await db.query<CheckpointRow>(
-        `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq > $1 AND note IS NOT NULL ORDER BY seq LIMIT 1000`,
+        `SELECT ${CHECKPOINT_COLUMNS} FROM public.audit_checkpoints WHERE seq > $1 AND note IS NOT NULL ORDER BY seq LIMIT 1000`,
         [exportFile.exported],
       );
       await exportFile.append(rows.map(fromRow));
@@ -645,8 +645,8 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     const stored = await db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
       const { rows } = await tx.query<{ seq: number }>(
-        `INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature, note, root_hash)
-         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM audit_checkpoints WHERE seq >= $1) RETURNING seq`,
+        `INSERT INTO public.audit_checkpoints (seq, hash, signed_at, key_id, signature, note, root_hash)
+         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM public.audit_checkpoints WHERE seq >= $1) RETURNING seq`,
         [cp.seq, cp.hash, cp.signedAt, cp.keyId, cp.signature, cp.note, cp.root],
       );
       return rows.length > 0;

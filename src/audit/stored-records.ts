@@ -82,7 +82,7 @@ const STRAY_TIME = 21;
 export function storedRecordsSql(afterSeq: number | null, limit: number, inclusive = false): string {
   if ((afterSeq !== null && !Number.isSafeInteger(afterSeq)) || !Number.isSafeInteger(limit) || limit < 1) throw new RangeError('a page starts at a seq and holds at least one record');
   const where = afterSeq === null ? '' : `WHERE seq ${inclusive ? '>=' : '>'} ${afterSeq} `;
-  return `SELECT ${COLUMNS.join(', ')} FROM audit_log ${where}ORDER BY audit_log.seq LIMIT ${limit}`;
+  return `SELECT ${COLUMNS.join(', ')} FROM public.audit_log ${where}ORDER BY audit_log.seq LIMIT ${limit}`;
 }
 
 /** The 11-byte signature that opens binary COPY output. */

@@ -107,7 +107,7 @@ export class TreeCorruptError extends Error {
 
 /** Leaves in the stored tree: read from the last level-0 tile. */
 export async function readTreeSize(db: Pick<Queryable, 'query'>): Promise<number> {
-  const { rows } = await Q<{ idx: number; n: number }>(db, 'SELECT idx, octet_length(hashes) AS n FROM audit_tiles WHERE level = 0 ORDER BY idx DESC LIMIT 1');
+  const { rows } = await Q<{ idx: number; n: number }>(db, 'SELECT idx, octet_length(hashes) AS n FROM public.audit_tiles WHERE level = 0 ORDER BY idx DESC LIMIT 1');
   const last = rows[0];
   return last ? last.idx * TILE_WIDTH + last.n / HASH_SIZE : 0;
 }
@@ -122,7 +122,7 @@ export async function readTreeEdge(db: Pick<Queryable, 'query'>): Promise<TreeEd
   if (wanted.length === 0) return TreeEdge.fromTiles(size, () => undefined);
   const { rows } = await Q<{ level: number; idx: number; hashes: Uint8Array }>(
     db,
-    'SELECT level, idx, hashes FROM audit_tiles WHERE (level, idx) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))',
+    'SELECT level, idx, hashes FROM public.audit_tiles WHERE (level, idx) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))',
     [wanted.map(([l]) => l), wanted.map(([, i]) => i)],
   );
   const found = new Map(rows.map((r) => [`${r.level}/${r.idx}`, asBuffer(r.hashes)]));
@@ -135,7 +135,7 @@ export async function readTreeEdge(db: Pick<Queryable, 'query'>): Promise<TreeEd
  * nothing else). Returns each tile's stored width, which {@link checkTileWidths} holds to what was
  * computed.
  */
-export const upsertTilesSql = (first = 1): string => `INSERT INTO audit_tiles (level, idx, hashes)
+export const upsertTilesSql = (first = 1): string => `INSERT INTO public.audit_tiles (level, idx, hashes)
   SELECT * FROM unnest($${first}::smallint[], $${first + 1}::bigint[], $${first + 2}::bytea[])
   ON CONFLICT (level, idx) DO UPDATE SET hashes = audit_tiles.hashes || EXCLUDED.hashes
   RETURNING level, idx, octet_length(hashes) AS n`;
@@ -175,7 +175,7 @@ export const CANONICAL_SELECT = `
   SELECT seq, event_id::text AS event_id, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
          event_type, outcome, reason, username, user_id::text AS user_id, host(ip) AS ip, user_agent, device_id, mfa_method,
          session_id::text AS session_id, request_id, actor_id::text AS actor_id, details::text AS details
-    FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
+    FROM public.audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`;
 
 /**
  * Hashes the stored records after `edge.size` up to `toSeq` into the tree and writes their tiles,
@@ -209,7 +209,7 @@ export async function backfillTree(db: Database, options: { chunk?: number; onPr
   for (;;) {
     const step = await db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [...AUDIT_CHAIN_LOCK]);
-      const { rows } = await tx.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM audit_log');
+      const { rows } = await tx.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM public.audit_log');
       const head = rows[0]?.seq ?? 0;
       const edge = await readTreeEdge(tx);
       if (edge.size > head) throw new TreeCorruptError(`the tree covers ${edge.size} records but the log ends at ${head}`);
@@ -226,7 +226,7 @@ export async function backfillTree(db: Database, options: { chunk?: number; onPr
 /** Reads stored tiles for {@link tileNodeSource}: the first `width` hashes of tile (level, index). */
 export function databaseTileReader(db: Pick<Queryable, 'query'>): TileReader {
   return async (level, index, width) => {
-    const { rows } = await Q<{ hashes: Uint8Array }>(db, 'SELECT hashes FROM audit_tiles WHERE level = $1 AND idx = $2', [level, index]);
+    const { rows } = await Q<{ hashes: Uint8Array }>(db, 'SELECT hashes FROM public.audit_tiles WHERE level = $1 AND idx = $2', [level, index]);
     const data = rows[0] ? asBuffer(rows[0].hashes) : undefined;
     if (!data || data.length < width * HASH_SIZE) throw new TreeCorruptError(`tile ${level}/${index} holds fewer than ${width} hashes`);
     return data.subarray(0, width * HASH_SIZE);

@@ -142,7 +142,7 @@ export function createVerificationService(options: VerificationServiceOptions): 
 
   /** The last archived record (0: none): an incremental run from before it starts after the archive instead. */
   async function archivedThrough(): Promise<number> {
-    const { rows } = await db.query<{ seq: number | null }>('SELECT max(last_seq) AS seq FROM audit_archives');
+    const { rows } = await db.query<{ seq: number | null }>('SELECT max(last_seq) AS seq FROM public.audit_archives');
     return rows[0]?.seq ?? 0;
   }
 

@@ -82,7 +82,7 @@ export async function readArchiveRows(db: Pick<Queryable, 'query'>): Promise<Arc
   const { rows } = await db.query<ArchiveRow>(
     `SELECT first_seq, last_seq, end_hash, tree_root, segment, file_sha256, manifest, manifest_sha256,
             to_char(last_occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS last_occurred_at
-       FROM audit_archives ORDER BY first_seq`,
+       FROM public.audit_archives ORDER BY first_seq`,
   );
   return rows.map((r) => ({ ...r, end_hash: asBuffer(r.end_hash), tree_root: asBuffer(r.tree_root), file_sha256: asBuffer(r.file_sha256), manifest_sha256: asBuffer(r.manifest_sha256) }));
 }
@@ -97,7 +97,7 @@ export async function readTreeEdgeAt(db: Pick<Queryable, 'query'>, size: number)
   const { rows } = wanted.length === 0
     ? { rows: [] }
     : await db.query<{ level: number; idx: number; hashes: Uint8Array }>(
-        'SELECT level, idx, hashes FROM audit_tiles WHERE (level, idx) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))',
+        'SELECT level, idx, hashes FROM public.audit_tiles WHERE (level, idx) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))',
         [wanted.map(([l]) => l), wanted.map(([, i]) => i)],
       );
   const found = new Map(rows.map((r) => [`${r.level}/${r.idx}`, asBuffer(r.hashes)]));
@@ -418,7 +418,7 @@ export async function verifyArchiveDirectory(
 /** The hot log's first record must be the one after the archive's end and link to its hash. */
 export async function checkHotContinuity(db: Pick<Queryable, 'query'>, end: ArchiveEnd): Promise<ArchiveFinding | undefined> {
   if (end.seq === 0) return undefined;
-  const { rows } = await db.query<{ seq: number; prev_hash: Uint8Array }>('SELECT seq, prev_hash FROM audit_log ORDER BY seq LIMIT 1');
+  const { rows } = await db.query<{ seq: number; prev_hash: Uint8Array }>('SELECT seq, prev_hash FROM public.audit_log ORDER BY seq LIMIT 1');
   const first = rows[0];
   if (!first) return undefined; // nothing hot yet: the archive is the whole log
   if (first.seq !== end.seq + 1) {

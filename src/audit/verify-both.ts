@@ -84,7 +84,7 @@ export async function verifyChainAndTree(
 
 /** The archive's rows; none before the partitions migration. */
 async function archiveRows(db: Pick<Queryable, 'query'>) {
-  const { rows } = await db.query<{ ready: boolean }>(`SELECT to_regclass('audit_archives') IS NOT NULL AS ready`);
+  const { rows } = await db.query<{ ready: boolean }>(`SELECT to_regclass('public.audit_archives') IS NOT NULL AS ready`);
   return rows[0]?.ready ? readArchiveRows(db) : [];
 }
 

@@ -76,7 +76,7 @@ export interface Finding {
 }
 
 async function readHeadSeq(db: Pick<Queryable, 'query'>): Promise<number> {
-  const { rows } = await db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM audit_log');
+  const { rows } = await db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM public.audit_log');
   return rows[0]?.seq ?? 0;
 }
 

@@ -52,7 +52,7 @@ class TileCursor {
       if (this.page.length > 0) return this.page[0]!.idx === index ? this.page[0]!.hashes : undefined;
       if (this.next > index) return undefined;
       const { rows } = await this.db.query<{ idx: number; hashes: Uint8Array }>(
-        'SELECT idx, hashes FROM audit_tiles WHERE level = $1 AND idx >= $2 ORDER BY idx LIMIT 64',
+        'SELECT idx, hashes FROM public.audit_tiles WHERE level = $1 AND idx >= $2 ORDER BY idx LIMIT 64',
         [this.level, index],
       );
       this.page = rows.map((r) => ({ idx: r.idx, hashes: Buffer.from(r.hashes) }));
@@ -225,7 +225,7 @@ export async function verifyTree(
     }
     const expected = new Map<number, number>();
     for (const { level } of tilesForSize(storedSize)) expected.set(level, (expected.get(level) ?? 0) + 1);
-    const { rows } = await db.query<{ level: number; n: number }>('SELECT level, count(*)::int AS n FROM audit_tiles GROUP BY level ORDER BY level');
+    const { rows } = await db.query<{ level: number; n: number }>('SELECT level, count(*)::int AS n FROM public.audit_tiles GROUP BY level ORDER BY level');
     for (const { level, n } of rows) {
       if (n !== (expected.get(level) ?? 0)) {
         findings.push({ seq: storedSize + 1, problem: 'tree_size_mismatch', detail: `level ${level} holds ${n} tiles, ${expected.get(level) ?? 0} at tree size ${storedSize}` });

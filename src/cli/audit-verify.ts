@@ -10,7 +10,7 @@ import type { ExportResult } from '../audit/verify-export.js';
 import type { TreeResult } from '../audit/verify-tree.js';
 import { verifyDatabase } from '../audit/verify-both.js';
 import { checkWitnessFlags, describeWitnessCheck, WITNESS_USAGE, type WitnessCheckResult } from '../audit/witness-check.js';
-import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
+import { createEmbeddedDatabase, createPostgresDatabase, VERIFIER_SEARCH_PATH, type Database } from '../db/database.js';
 import { UsageError, runCli } from './run-cli.js';
 
 const USAGE = `usage: npm run audit:verify -- (--database-url URL | --data-dir DIR) --trusted-key KEY... [--checkpoint-file FILE]
@@ -90,15 +90,21 @@ function loadKeys(values: readonly string[], origin: string | undefined): Truste
   return { keys, origin: [...origins][0] };
 }
 
+/**
+ * The database, every session with `search_path` pinned to the built-ins: a schema or function a
+ * database administrator puts first on the login's path cannot stand in for the log (docs/trust-model.md).
+ */
 function openDatabase(values: { 'database-url'?: string | undefined; 'data-dir'?: string | undefined }): Promise<Database> {
   const url = values['database-url'];
   const dir = values['data-dir'];
   if ((url === undefined) === (dir === undefined)) throw new UsageError('give exactly one of --database-url and --data-dir');
   if (url !== undefined) {
     if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
-    return Promise.resolve(createPostgresDatabase({ url, poolMax: 4, statementTimeoutMs: 600_000, connectTimeoutMs: 5000, applicationName: 'authtrail-verify' }));
+    return Promise.resolve(
+      createPostgresDatabase({ url, poolMax: 4, statementTimeoutMs: 600_000, connectTimeoutMs: 5000, applicationName: 'authtrail-verify', searchPath: VERIFIER_SEARCH_PATH }),
+    );
   }
-  return createEmbeddedDatabase(path.join(path.resolve(dir!), 'pgdata'));
+  return createEmbeddedDatabase(path.join(path.resolve(dir!), 'pgdata'), { searchPath: VERIFIER_SEARCH_PATH });
 }
 
 /** The lowest bad seq of all checks; on a tie the archive's problem, then the chain's, the tree's, the export file's. */

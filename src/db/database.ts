@@ -49,6 +49,60 @@ export interface PostgresOptions {
    * Default true; off for a pool whose work is shared by many requests (the audit writer's).
    */
   requestDeadlines?: boolean;
+  /**
+   * Pins every session's `search_path` (e.g. {@link VERIFIER_SEARCH_PATH}): sent in the startup
+   * packet, where it wins over any `ALTER ROLE … SET` or `ALTER DATABASE … SET` (and over an
+   * `options` parameter of the URL, whose other settings are kept), and read back on each new
+   * connection, which is refused when the session's setting is anything else. Unset: the
+   * server's default for the login.
+   */
+  searchPath?: string;
+}
+
+/**
+ * The `search_path` of the programs that verify or report on the log (`npm run audit:verify`,
+ * `npm run audit:report`): the built-ins only, so that no schema or function a database
+ * administrator adds can stand in for the log's tables or for the functions their SQL calls
+ * (docs/trust-model.md). Their SQL names every table as `public.<table>`. Temporary objects come
+ * last: listed explicitly, `pg_temp` is not searched before `pg_catalog`.
+ */
+export const VERIFIER_SEARCH_PATH = 'pg_catalog,pg_temp';
+
+/** A session setting the program pins is not what it asked for: the connection is not used. */
+export class DatabaseSessionError extends Error {
+  readonly code = 'ERR_DATABASE_SESSION';
+}
+
+const SEARCH_PATH = /^[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*)*$/;
+
+/**
+ * The connection string and startup `options` that pin `searchPath`: an `options` parameter of the
+ * URL would replace pg's `options` setting entirely, so it is taken out of the URL and sent first,
+ * with the search path after it (of two `-c` for one setting, the last wins).
+ */
+function pinnedStartup(url: string, searchPath: string): { connectionString: string; options: string } {
+  if (!SEARCH_PATH.test(searchPath)) throw new RangeError(`search path ${searchPath}: schema names separated by commas, no spaces`);
+  const pin = `-c search_path=${searchPath}`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // A string only pg's own parser reads: sent as it is; the check on connect catches an override.
+    return { connectionString: url, options: pin };
+  }
+  const own = parsed.searchParams.get('options');
+  if (own === null) return { connectionString: url, options: pin };
+  parsed.searchParams.delete('options');
+  return { connectionString: parsed.toString(), options: `${own} ${pin}` };
+}
+
+/** Refuses a new connection whose `search_path` is not `expected` (e.g. changed by a login event trigger). */
+async function checkSearchPath(client: pg.ClientBase, expected: string): Promise<void> {
+  const { rows } = await client.query<{ path: string }>(`SELECT pg_catalog.current_setting('search_path') AS path`);
+  const actual = rows[0]?.path;
+  if (actual !== expected) {
+    throw new DatabaseSessionError(`the session's search_path is ${JSON.stringify(actual)}, not ${JSON.stringify(expected)} as this program sets it: something on the server changes it, so nothing was read`);
+  }
 }
 
 /** The database could not be reached or stopped answering; callers answer 503, never a guess. */
@@ -66,7 +120,7 @@ export class DatabaseUnavailableError extends Error {
  * the database is unavailable.
  */
 function classify(err: unknown): unknown {
-  if (err instanceof DatabaseUnavailableError) return err;
+  if (err instanceof DatabaseUnavailableError || err instanceof DatabaseSessionError) return err;
   if (err instanceof pg.DatabaseError) {
     const code = err.code ?? '';
     return code.startsWith('08') || code.startsWith('57P') || code.startsWith('53') ? new DatabaseUnavailableError({ cause: err }) : err;
@@ -88,8 +142,13 @@ function parseInt8(value: string): number {
  */
 export function createPostgresDatabase(options: PostgresOptions): Database {
   const queryTimeoutMs = options.statementTimeoutMs + 1000;
+  const { searchPath } = options;
   const pool = new pg.Pool({
-    connectionString: options.url,
+    ...(searchPath === undefined ? { connectionString: options.url } : pinnedStartup(options.url, searchPath)),
+    // pg-pool awaits the hook before handing the connection out, and refuses it when the hook throws
+    // (@types/pg declares the hook as returning void).
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    ...(searchPath === undefined ? {} : { onConnect: (client: pg.ClientBase) => checkSearchPath(client, searchPath) }),
     max: options.poolMax,
     connectionTimeoutMillis: options.connectTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
@@ -281,8 +340,14 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Opens embedded PostgreSQL (PGlite) persisted in `dir`; `dir` undefined keeps it in memory. */
-export async function createEmbeddedDatabase(dir: string | undefined): Promise<Database> {
+/**
+ * Opens embedded PostgreSQL (PGlite) persisted in `dir`; `dir` undefined keeps it in memory.
+ * `searchPath` pins its one session's `search_path` (as {@link PostgresOptions.searchPath}), set
+ * once it is open, after whatever settings the data directory holds.
+ */
+export async function createEmbeddedDatabase(dir: string | undefined, options: { searchPath?: string } = {}): Promise<Database> {
+  const { searchPath } = options;
+  if (searchPath !== undefined && !SEARCH_PATH.test(searchPath)) throw new RangeError(`search path ${searchPath}: schema names separated by commas, no spaces`);
   const unlock = dir ? lockDataDirectory(dir) : () => {};
   let db: PGlite;
   try {
@@ -290,6 +355,15 @@ export async function createEmbeddedDatabase(dir: string | undefined): Promise<D
   } catch (err) {
     unlock();
     throw err;
+  }
+  if (searchPath !== undefined) {
+    try {
+      await db.exec(`SET search_path = ${searchPath}`);
+    } catch (err) {
+      await db.close().catch(() => {});
+      unlock();
+      throw err;
+    }
   }
 
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LOG_ORIGIN, keyIdOf, loadSigningKey, loadTrustedKeys } from '../audit/checkpoints.js';
 import { isValidKeyName } from '../audit/note.js';
-import { createEmbeddedDatabase, createPostgresDatabase, type Database } from '../db/database.js';
+import { createEmbeddedDatabase, createPostgresDatabase, VERIFIER_SEARCH_PATH, type Database } from '../db/database.js';
 import { timestamp } from '../http/input.js';
 import { generateReport, ReportInputError } from './generate.js';
 import { loadReportKey, ReportCheckError, verifyReportDir } from './signed-note.js';
@@ -101,10 +101,15 @@ function maxRowsFlag(value: string | undefined): number {
   return Number(value);
 }
 
-/** The log's database: embedded under DIR/pgdata, or PostgreSQL at `url` (both checked before). */
+/**
+ * The log's database: embedded under DIR/pgdata, or PostgreSQL at `url` (both checked before),
+ * every session with `search_path` pinned to the built-ins, as for audit:verify (docs/trust-model.md).
+ */
 async function openDatabase(target: { dataDir?: string | undefined; url?: string | undefined }): Promise<Database> {
-  if (target.dataDir !== undefined) return createEmbeddedDatabase(path.join(target.dataDir, 'pgdata'));
-  return createPostgresDatabase({ url: target.url!, poolMax: 4, statementTimeoutMs: 600_000, connectTimeoutMs: 5000, applicationName: 'authtrail-report' });
+  if (target.dataDir !== undefined) return createEmbeddedDatabase(path.join(target.dataDir, 'pgdata'), { searchPath: VERIFIER_SEARCH_PATH });
+  return createPostgresDatabase({
+    url: target.url!, poolMax: 4, statementTimeoutMs: 600_000, connectTimeoutMs: 5000, applicationName: 'authtrail-report', searchPath: VERIFIER_SEARCH_PATH,
+  });
 }
 
 async function runGenerate(values: Values, io: CliIo): Promise<number> {

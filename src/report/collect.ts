@@ -75,49 +75,49 @@ export async function collectActivity(db: Pick<Queryable, 'query'>, period: { fr
 
   // One after another: inside the snapshot's transaction they share one connection anyway.
   const totals = await db.query<{ count: number; first_seq: number | null; last_seq: number | null }>(
-    `SELECT count(*)::int AS count, min(seq) AS first_seq, max(seq) AS last_seq FROM audit_log WHERE ${WINDOW}`,
+    `SELECT count(*)::int AS count, min(seq) AS first_seq, max(seq) AS last_seq FROM public.audit_log WHERE ${WINDOW}`,
     base,
   );
   const byType = await db.query<EventCount>(
     `SELECT event_type, count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure,
             count(*)::int AS total
-       FROM audit_log WHERE ${WINDOW} GROUP BY event_type ORDER BY event_type`,
+       FROM public.audit_log WHERE ${WINDOW} GROUP BY event_type ORDER BY event_type`,
     base,
   );
   const mfa = await db.query<{ mfa_method: string | null; success: number; failure: number }>(
     `SELECT mfa_method, count(*) FILTER (WHERE outcome = 'success')::int AS success, count(*) FILTER (WHERE outcome = 'failure')::int AS failure
-       FROM audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) GROUP BY mfa_method ORDER BY mfa_method NULLS FIRST`,
+       FROM public.audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) GROUP BY mfa_method ORDER BY mfa_method NULLS FIRST`,
     [...base, LOGIN_EVENT_TYPES],
   );
   const reasons = await db.query<{ reason: string | null; count: number }>(
-    `SELECT reason, count(*)::int AS count FROM audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) AND outcome = 'failure'
+    `SELECT reason, count(*)::int AS count FROM public.audit_log WHERE ${WINDOW} AND event_type = ANY($3::text[]) AND outcome = 'failure'
       GROUP BY reason ORDER BY count DESC, reason NULLS FIRST`,
     [...base, LOGIN_EVENT_TYPES],
   );
   const started = await listed<LockoutStarted>(
     `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, username, host(ip) AS ip, ${detail('failures')} AS failures,
-            ${detail('lock_count')} AS lock_count, ${detail('locked_until')} AS locked_until FROM audit_log`,
+            ${detail('lock_count')} AS lock_count, ${detail('locked_until')} AS locked_until FROM public.audit_log`,
     ['lockout.started'],
   );
   const cleared = await listed<Omit<LockoutCleared, 'actor'>>(
     `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, username, actor_id::text AS actor_id, ${detail('was_locked')} AS was_locked,
-            ${detail('via')} AS via FROM audit_log`,
+            ${detail('via')} AS via FROM public.audit_log`,
     ['lockout.cleared'],
   );
   const changes = await listed<Omit<UserChange, 'actor' | 'roles' | 'roles_from' | 'roles_to'> & { roles: string | null; roles_from: string | null; roles_to: string | null }>(
     `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, username, user_id::text AS user_id, reason,
             actor_id::text AS actor_id, ${detail('via')} AS via, (details->'roles')::text AS roles, (details->'from')::text AS roles_from,
-            (details->'to')::text AS roles_to FROM audit_log`,
+            (details->'to')::text AS roles_to FROM public.audit_log`,
     USER_CHANGE_EVENT_TYPES,
   );
   const reads = await listed<Omit<LogRead, 'actor'>>(
     `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, event_type, actor_id::text AS actor_id, host(ip) AS ip,
             ${detail('resource')} AS resource, (details->'filters')::text AS filters,
-            coalesce(${detail('returned')}, ${detail('rows')}, ${detail('records')}) AS returned, ${detail('via')} AS via FROM audit_log`,
+            coalesce(${detail('returned')}, ${detail('rows')}, ${detail('records')}) AS returned, ${detail('via')} AS via FROM public.audit_log`,
     LOG_READ_EVENT_TYPES,
   );
   const alerts = await listed<Alert>(
-    `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, outcome, reason, username, host(ip) AS ip FROM audit_log`,
+    `SELECT seq, ${sqlTimestamp('occurred_at')} AS occurred_at, outcome, reason, username, host(ip) AS ip FROM public.audit_log`,
     [ALERT_EVENT_TYPE],
   );
   const archived = await archivedPart(db, period);
@@ -182,10 +182,10 @@ async function archivedPart(
 ): Promise<{ through: { through_seq: number; through_occurred_at: string } | null; complete: boolean; headSeqAtEnd: number }> {
   const { rows } = await db.query<{ through_seq: number | null; through_occurred_at: string | null; overlaps: boolean | null; head: number | null }>(
     `SELECT a.last_seq AS through_seq, ${sqlTimestamp('a.last_occurred_at')} AS through_occurred_at, $1::timestamptz <= a.last_occurred_at AS overlaps,
-            coalesce((SELECT max(seq) FROM audit_log WHERE occurred_at < $2::timestamptz),
-                     (SELECT min(last_seq) FROM audit_archives WHERE last_occurred_at >= $2::timestamptz),
+            coalesce((SELECT max(seq) FROM public.audit_log WHERE occurred_at < $2::timestamptz),
+                     (SELECT min(last_seq) FROM public.audit_archives WHERE last_occurred_at >= $2::timestamptz),
                      a.last_seq) AS head
-       FROM (SELECT 1) AS one LEFT JOIN (SELECT last_seq, last_occurred_at FROM audit_archives ORDER BY last_seq DESC LIMIT 1) AS a ON true`,
+       FROM (SELECT 1) AS one LEFT JOIN (SELECT last_seq, last_occurred_at FROM public.audit_archives ORDER BY last_seq DESC LIMIT 1) AS a ON true`,
     [period.from, period.to],
   );
   const row = rows[0]!;
@@ -197,7 +197,7 @@ async function archivedPart(
 async function actorNames(db: Pick<Queryable, 'query'>, ids: readonly string[]): Promise<Map<string, string>> {
   if (ids.length === 0) return new Map();
   const { rows } = await db.query<{ user_id: string; username: string }>(
-    `SELECT DISTINCT ON (user_id) user_id::text AS user_id, username FROM audit_log
+    `SELECT DISTINCT ON (user_id) user_id::text AS user_id, username FROM public.audit_log
       WHERE user_id = ANY($1::uuid[]) AND username IS NOT NULL ORDER BY user_id, seq DESC`,
     [ids],
   );

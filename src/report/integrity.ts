@@ -117,7 +117,7 @@ async function withCosignatures(
   if (checkpoints.length === 0) return [];
   const { rows } = await db.query<{ tree_size: number; witness: string; key_id: string; line: string; received_at: string }>(
     `SELECT tree_size, witness, encode(key_id, 'hex') AS key_id, line, ${sqlTimestamp('received_at')} AS received_at
-       FROM audit_cosignatures WHERE tree_size = ANY($1::bigint[]) ORDER BY tree_size, witness, key_id`,
+       FROM public.audit_cosignatures WHERE tree_size = ANY($1::bigint[]) ORDER BY tree_size, witness, key_id`,
     [checkpoints.map((cp) => cp.seq)],
   );
   const cosignatures = new Map<number, Cosignature[]>();

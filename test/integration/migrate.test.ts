@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MIGRATIONS_DIR, loadMigrations, migrate } from '../../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { runTs } from '../helpers/processes.js';
 
 describe('migrations', () => {
@@ -46,5 +47,41 @@ describe('migrations', () => {
     const { rows } = await t.db.query<{ t: string | null }>(`SELECT to_regclass('should_not_exist')::text AS t`);
     assert.equal(rows[0]!.t, null);
     fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('migrations land in schema public, whatever the login\'s search_path', () => {
+  let t: TestDatabase;
+  // A login with a schema of its own name: the default search_path ("$user", public) puts that first.
+  const role = `authtrail_mig_${crypto.randomBytes(4).toString('hex')}`;
+  before(async () => {
+    t = await createTestDatabase({ migrate: false });
+    await adminQuery(`CREATE ROLE ${role} LOGIN`);
+    // The database's owner may create in public (PostgreSQL 15 grants that to nobody else).
+    await adminQuery(`ALTER DATABASE ${t.name} OWNER TO ${role}`);
+    await adminQuery(`CREATE SCHEMA ${role} AUTHORIZATION ${role}`, [], t.name);
+  });
+  after(async () => {
+    await t.drop();
+    await adminQuery(`DROP ROLE IF EXISTS ${role}`);
+  });
+
+  it('when the migrating login has a schema named after it, then every table is still made in public, where the verifiers read it', async () => {
+    const db = t.open({ user: role });
+    assert.ok((await migrate(db)).length > 0);
+    const { rows } = await db.query<{ schema: string; n: number }>(
+      `SELECT n.nspname AS schema, count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN ('public', $1) AND c.relkind IN ('r', 'p') GROUP BY 1 ORDER BY 1`,
+      [role],
+    );
+    assert.deepEqual(rows.map((r) => r.schema), ['public'], `tables by schema: ${JSON.stringify(rows)}`);
+    const { rows: log } = await db.query<{ log: string | null }>(`SELECT to_regclass('public.audit_log')::text AS log`);
+    assert.equal(log[0]!.log, 'audit_log');
+  });
+
+  it("when the login's search_path finds schema_migrations in another schema, then migrating refuses rather than start a second set in public", async () => {
+    const db = t.open({ user: role });
+    await db.query(`CREATE TABLE ${role}.schema_migrations (version integer PRIMARY KEY, name text, checksum text)`);
+    await assert.rejects(migrate(db), new RegExp(`finds schema_migrations in schema "${role}", not public`));
   });
 });

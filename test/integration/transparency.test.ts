@@ -467,7 +467,7 @@ describe('npm run audit:verify recomputes the tree', () => {
 
   it('when a record is rewritten with every later chain hash and every tile recomputed, then the signed roots catch it', async () => {
     const db = await copy();
-    const { rows } = await db.db.query<ChainRecord & { hash: Buffer }>(CANONICAL_SELECT.replace('FROM audit_log', ', hash FROM audit_log'), [0, 10_000]);
+    const { rows } = await db.db.query<ChainRecord & { hash: Buffer }>(CANONICAL_SELECT.replace('FROM public.audit_log', ', hash FROM public.audit_log'), [0, 10_000]);
     rows[449]!.username = 'mallory'; // record 450, after the legacy checkpoints, before the last notes
     let prev = rows[448]!.hash;
     const rewritten = rows.slice(449).map((r) => {
