@@ -96,12 +96,21 @@ function pinnedStartup(url: string, searchPath: string): { connectionString: str
   return { connectionString: parsed.toString(), options: `${own} ${pin}` };
 }
 
-/** Refuses a new connection whose `search_path` is not `expected` (e.g. changed by a login event trigger). */
+/**
+ * Refuses a new connection whose `search_path` is not `expected`, or whose `client_encoding` is
+ * not UTF8 (the driver asks for UTF8 in every startup packet, which wins over role and database
+ * settings; text is hashed as UTF-8): e.g. changed by a login event trigger.
+ */
 async function checkSearchPath(client: pg.ClientBase, expected: string): Promise<void> {
-  const { rows } = await client.query<{ path: string }>(`SELECT pg_catalog.current_setting('search_path') AS path`);
+  const { rows } = await client.query<{ path: string; encoding: string }>(
+    `SELECT pg_catalog.current_setting('search_path') AS path, pg_catalog.current_setting('client_encoding') AS encoding`,
+  );
   const actual = rows[0]?.path;
   if (actual !== expected) {
     throw new DatabaseSessionError(`the session's search_path is ${JSON.stringify(actual)}, not ${JSON.stringify(expected)} as this program sets it: something on the server changes it, so nothing was read`);
+  }
+  if (rows[0]?.encoding !== 'UTF8') {
+    throw new DatabaseSessionError(`the session's client_encoding is ${JSON.stringify(rows[0]?.encoding)}, not UTF8 as this program sets it: something on the server changes it, so nothing was read`);
   }
 }
 

@@ -118,6 +118,19 @@ describe('attack: a superuser shadows the log for the verifying login (search_pa
     assert.equal(run.code, 0, run.stdout + run.stderr);
   });
 
+  it("when the auditor's role has the server send text in another encoding (ALTER ROLE … SET client_encoding), then the untouched log still verifies from its UTF-8 bytes", async () => {
+    const copy = await freshCopy();
+    const { rows } = await copy.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE details::text ~ '[^\\x01-\\x7f]'`);
+    assert.ok(rows[0]!.n > 0, 'the log holds non-ASCII text');
+    await adminQuery(`ALTER ROLE ${auditor} SET client_encoding = 'LATIN1'`);
+    try {
+      const run = await verify(copy);
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+    } finally {
+      await adminQuery(`ALTER ROLE ${auditor} RESET client_encoding`);
+    }
+  });
+
   it("when the auditor's role puts a schema with a clean copy of the log's tables first (ALTER ROLE … SET search_path), then audit:verify still reports the edited record", async () => {
     const copy = await freshCopy();
     await shadowTables(copy);
