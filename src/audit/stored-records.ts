@@ -29,8 +29,12 @@ export interface StoredRecord {
    * canonical text stops telling times apart (`YYYY` prints 2026 BC as 2026).
    */
   strayTime: string | null;
-  /** The canonical text of `occurred_at` (fixed width within the years 0001–9999): a view into the bytes read. */
-  occurredAt: Buffer;
+  /**
+   * Where the canonical text of `occurred_at` lies in `chained` (`chained[timeStart..timeEnd)`;
+   * fixed width within the years 0001–9999): offsets, not a view, so no object per record.
+   */
+  timeStart: number;
+  timeEnd: number;
   /** `prev_hash ‖ canonical(record)`: a view into the bytes read. */
   chained: Buffer;
 }
@@ -282,7 +286,9 @@ export class StoredRecordDecoder {
       account: text(bytes, o[ACCOUNT]!),
       network: text(bytes, o[NETWORK]!),
       strayTime: text(bytes, o[STRAY_TIME]!),
-      occurredAt: field(bytes, o[OCCURRED_AT]!) ?? EMPTY,
+      // `chained` starts 4 bytes after prev_hash's length word, the time 4 bytes after its own.
+      timeStart: o[OCCURRED_AT]! - o[0]!,
+      timeEnd: o[OCCURRED_AT]! - o[0]! + Math.max(0, bytes.readInt32BE(o[OCCURRED_AT]!)),
       // From the first byte of prev_hash to the length word of `hash`.
       chained: bytes.subarray(o[0]! + 4, o[HASH]),
     };

@@ -150,8 +150,10 @@ interface Walk {
   expected: number;
   prevHash: Buffer;
   prevPrevHash: Buffer | undefined;
-  /** The canonical `occurred_at` of the record before `expected`, when known: no record is stamped earlier. */
-  prevOccurredAt: Buffer | undefined;
+  /** The canonical `occurred_at` of the record before `expected` (`prevTime[prevTimeStart..prevTimeEnd)`), when known: no record is stamped earlier. */
+  prevTime: Buffer | undefined;
+  prevTimeStart: number;
+  prevTimeEnd: number;
   lastGoodCheckpoint: number;
   lastGoodCheckpointHash: Buffer | undefined;
   checked: number;
@@ -228,20 +230,20 @@ function checkRow(walk: Walk, row: StoredRecord, trusted: ReadonlyMap<number, Bu
     // `account` is outside the hash, so only this comparison keeps it honest: an edited account would hide a record from searches by account.
     if (row.account !== accountOf(row.username)) {
       walk.stray = { seq: row.seq, problem: 'account_mismatch', detail: `the account of record ${row.seq} is not the normalized username` };
-    } else if (walk.prevOccurredAt !== undefined && row.occurredAt.compare(walk.prevOccurredAt) < 0) {
+    } else if (walk.prevTime !== undefined && row.chained.compare(walk.prevTime, walk.prevTimeStart, walk.prevTimeEnd, row.timeStart, row.timeEnd) < 0) {
       // Fixed-width text (the years 0001-9999, checked above): byte order is time order.
-      walk.stray = {
-        seq: row.seq,
-        problem: 'occurred_at_decreased',
-        detail: `record ${row.seq} occurred at ${row.occurredAt.toString('latin1')}, before record ${row.seq - 1} (${walk.prevOccurredAt.toString('latin1')})`,
-      };
+      const at = row.chained.toString('latin1', row.timeStart, row.timeEnd);
+      const before = walk.prevTime.toString('latin1', walk.prevTimeStart, walk.prevTimeEnd);
+      walk.stray = { seq: row.seq, problem: 'occurred_at_decreased', detail: `record ${row.seq} occurred at ${at}, before record ${row.seq - 1} (${before})` };
     }
   }
   walk.checked += 1;
   walk.expected = row.seq + 1;
   walk.prevPrevHash = storedPrev;
   walk.prevHash = storedHash;
-  walk.prevOccurredAt = row.occurredAt;
+  walk.prevTime = row.chained;
+  walk.prevTimeStart = row.timeStart;
+  walk.prevTimeEnd = row.timeEnd;
   return undefined;
 }
 
@@ -291,11 +293,14 @@ export async function walkRange(
 ): Promise<RangeOutcome> {
   const slicer = range.slicer ?? new TimeSlicer();
   const { start } = range;
+  const startTime = await occurredAtOf(db, start);
   const walk: Walk = {
     expected: start.seq + 1,
     prevHash: start.hash,
     prevPrevHash: start.prevHash,
-    prevOccurredAt: await occurredAtOf(db, start),
+    prevTime: startTime,
+    prevTimeStart: 0,
+    prevTimeEnd: startTime?.length ?? 0,
     lastGoodCheckpoint: start.seq,
     lastGoodCheckpointHash: undefined,
     checked: 0,
