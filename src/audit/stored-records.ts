@@ -288,7 +288,7 @@ export class StoredRecordDecoder {
       strayTime: text(bytes, o[STRAY_TIME]!),
       // `chained` starts 4 bytes after prev_hash's length word, the time 4 bytes after its own.
       timeStart: o[OCCURRED_AT]! - o[0]!,
-      timeEnd: o[OCCURRED_AT]! - o[0]! + Math.max(0, bytes.readInt32BE(o[OCCURRED_AT]!)),
+      timeEnd: o[OCCURRED_AT]! - o[0]! + Math.max(0, bytes.readInt32BE(o[OCCURRED_AT])),
       // From the first byte of prev_hash to the length word of `hash`.
       chained: bytes.subarray(o[0]! + 4, o[HASH]),
     };
