@@ -436,7 +436,7 @@ describe('npm run audit:verify recomputes the tree', () => {
 
   it('when a correctly chained record is in no tile (the tree shorter than the log), then it exits 1 naming tree_size_mismatch at that record', async () => {
     const db = await copy();
-    const { rows } = await db.db.query<ChainRecord & { hash: Buffer }>(CANONICAL_SELECT.replace('FROM audit_log', ', hash FROM audit_log'), [0, 10_000]);
+    const { rows } = await db.db.query<ChainRecord & { hash: Buffer }>(CANONICAL_SELECT.replace('FROM public.audit_log', ', hash FROM public.audit_log'), [0, 10_000]);
     const last = rows.at(-1)!;
     const record = { ...last, seq: last.seq + 1, event_id: crypto.randomUUID() };
     await asSuperuser(
