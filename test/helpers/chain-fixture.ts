@@ -5,7 +5,9 @@ import { checkpointToLine, signCheckpoint, type Checkpoint, type SigningKey } fr
 import { formatMicros } from '../../src/audit/clock.js';
 import { readTreeEdge, tileParams } from '../../src/audit/tree.js';
 import { AUDIT_CHAIN_LOCK } from '../../src/db/advisory-locks.js';
-import type { Queryable } from '../../src/db/database.js';
+import type { Database, Queryable } from '../../src/db/database.js';
+import { createChainWriter } from '../../src/audit/chain-writer.js';
+import { sampleEvent } from './events.js';
 import { normalizeUsername } from '../../src/users/usernames.js';
 
 const BASE_MICROS = BigInt(Date.parse('2026-03-01T00:00:00Z')) * 1000n;
@@ -130,4 +132,14 @@ export async function callAuditAppend(
     ],
   );
   return rows;
+}
+
+/** Writes `count` sample events through a chain writer of its own (one at a time, in order), and closes it. */
+export async function writeSampleEvents(db: Database, count: number, options: { batchMax?: number; writeTimeoutMs?: number } = {}): Promise<void> {
+  const writer = createChainWriter(db, { batchMax: options.batchMax ?? 8, writeTimeoutMs: options.writeTimeoutMs ?? 5000 });
+  try {
+    for (let i = 0; i < count; i++) await writer.recordEvent(sampleEvent(i));
+  } finally {
+    await writer.close();
+  }
 }

@@ -12,7 +12,7 @@ import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { ROOT } from '../helpers/processes.js';
-import { callAuditAppend } from '../helpers/chain-fixture.js';
+import { callAuditAppend, writeSampleEvents } from '../helpers/chain-fixture.js';
 import { createTestGateway } from '../helpers/test-gateway.js';
 import { sweepExpired } from '../../src/maintenance.js';
 import request from 'supertest';
@@ -21,9 +21,7 @@ describe('append-only audit tables', () => {
   let t: TestDatabase;
   before(async () => {
     t = await createTestDatabase();
-    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 5000 });
-    for (let i = 0; i < 3; i++) await writer.recordEvent(sampleEvent(i));
-    await writer.close();
+    await writeSampleEvents(t.db, 3);
     await t.db.query(`INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) SELECT seq, hash, now(), 'k', $1 FROM audit_log WHERE seq = 3`, [
       Buffer.alloc(64),
     ]);
@@ -51,9 +49,7 @@ describe('audit_append keeps the log\'s rules, whoever calls it', () => {
   let t: TestDatabase;
   before(async () => {
     t = await createTestDatabase();
-    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 5000 });
-    for (let i = 0; i < 3; i++) await writer.recordEvent(sampleEvent(i));
-    await writer.close();
+    await writeSampleEvents(t.db, 3);
   });
   after(async () => {
     await t.drop();

@@ -10,6 +10,7 @@ import { verifyChain } from '../../src/audit/verify-chain.js';
 import { verifyTree } from '../../src/audit/verify-tree.js';
 import { loadMigrations, migrate } from '../../src/db/migrate.js';
 import { sampleEvent } from '../helpers/events.js';
+import { writeSampleEvents } from '../helpers/chain-fixture.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
 describe('migration 013 on a log that already holds records: attached as the legacy partition, nothing copied', () => {
@@ -62,9 +63,7 @@ describe('migration 013 on a log that already holds records: attached as the leg
 
     // The runtime role keeps reading and appending, and may have partitions made.
     const app = t.open({ user: role });
-    const writer = createChainWriter(app, { batchMax: 8, writeTimeoutMs: 10_000 });
-    for (let i = 0; i < 5; i++) await writer.recordEvent(sampleEvent(i));
-    await writer.close();
+    await writeSampleEvents(app, 5, { writeTimeoutMs: 10_000 });
     await app.query('SELECT audit_log_ensure_partitions(3)');
     await app.query('SELECT count(*) FROM audit_archives');
     const chain = await verifyChain(app, { trustedKeys: new Map() });

@@ -4,11 +4,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createChainWriter } from '../../src/audit/chain-writer.js';
 import { generateTokenKeyFile } from '../../src/tokens/keys.js';
 import { verifyChain } from '../../src/audit/verify-chain.js';
 import { tempSigningKey, trustOnly } from '../helpers/audit.js';
-import { sampleEvent } from '../helpers/events.js';
+import { writeSampleEvents } from '../helpers/chain-fixture.js';
 import { startGateway } from '../helpers/gateway.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { finished, runTs, spawnTs } from '../helpers/processes.js';
@@ -28,9 +27,7 @@ describe('the gateway process (src/main.ts)', () => {
   });
 
   it('when started with PostgreSQL and Redis and then sent SIGTERM, then it serves, drains, checkpoints the head and exits 0', async () => {
-    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 5000 });
-    for (let i = 0; i < 5; i++) await writer.recordEvent(sampleEvent(i));
-    await writer.close();
+    await writeSampleEvents(t.db, 5);
     const checkpointFile = path.join(key.dir, 'main.jsonl');
     const jwtKey = path.join(key.dir, 'jwt.pem');
     generateTokenKeyFile(jwtKey, 'ES256');

@@ -15,7 +15,7 @@ import { CANONICAL_SELECT, backfillTree, readTreeSize, storedRoot } from '../../
 import { verifyTree } from '../../src/audit/verify-tree.js';
 import { createLogger } from '../../src/logger.js';
 import { tempSigningKey } from '../helpers/audit.js';
-import { appendSignedChain } from '../helpers/chain-fixture.js';
+import { appendSignedChain, writeSampleEvents } from '../helpers/chain-fixture.js';
 import { sampleEvent } from '../helpers/events.js';
 import { adminQuery, asSuperuser, createTestDatabase, urlFor, type TestDatabase } from '../helpers/postgres.js';
 import { ROOT, runTs } from '../helpers/processes.js';
@@ -141,9 +141,7 @@ describe('audit_tiles is append-only', () => {
   let t: TestDatabase;
   before(async () => {
     t = await createTestDatabase();
-    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 5000 });
-    for (let i = 0; i < 3; i++) await writer.recordEvent(sampleEvent(i));
-    await writer.close();
+    await writeSampleEvents(t.db, 3);
   });
   after(async () => {
     await t.drop();
