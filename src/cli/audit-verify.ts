@@ -9,6 +9,7 @@ import type { VerifyResult } from '../audit/verify-chain.js';
 import type { ExportResult } from '../audit/verify-export.js';
 import type { TreeResult } from '../audit/verify-tree.js';
 import { verifyDatabase } from '../audit/verify-both.js';
+import { checkLogSchema } from '../audit/schema-guard.js';
 import { checkWitnessFlags, describeWitnessCheck, WITNESS_USAGE, type WitnessCheckResult } from '../audit/witness-check.js';
 import { createEmbeddedDatabase, createPostgresDatabase, VERIFIER_SEARCH_PATH, type Database } from '../db/database.js';
 import { UsageError, runCli } from './run-cli.js';
@@ -155,6 +156,7 @@ async function run(): Promise<number> {
 
   const db = await openDatabase(values);
   try {
+    await checkLogSchema(db);
     const started = performance.now();
     const { chain, tree, exported, archive } = await verifyDatabase(db, {
       trustedKeys: trusted.keys,

@@ -50,11 +50,12 @@ export interface PostgresOptions {
    */
   requestDeadlines?: boolean;
   /**
-   * Pins every session's `search_path` (e.g. {@link VERIFIER_SEARCH_PATH}): sent in the startup
-   * packet, where it wins over any `ALTER ROLE … SET` or `ALTER DATABASE … SET` (and over an
-   * `options` parameter of the URL, whose other settings are kept), and read back on each new
-   * connection, which is refused when the session's setting is anything else. Unset: the
-   * server's default for the login.
+   * Pins every session's `search_path` (e.g. {@link VERIFIER_SEARCH_PATH}), with `row_security`
+   * off: sent in the startup packet, where they win over any `ALTER ROLE … SET` or `ALTER DATABASE
+   * … SET` (and over an `options` parameter of the URL, whose other settings are kept), and read
+   * back on each new connection and after every statement: the program stops
+   * ({@link DatabaseSessionError}) when a setting is anything else. Unset: the server's default for
+   * the login.
    */
   searchPath?: string;
 }
@@ -82,7 +83,9 @@ const SEARCH_PATH = /^[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*)*$/;
  */
 function pinnedStartup(url: string, searchPath: string): { connectionString: string; options: string } {
   if (!SEARCH_PATH.test(searchPath)) throw new RangeError(`search path ${searchPath}: schema names separated by commas, no spaces`);
-  const pin = `-c search_path=${searchPath}`;
+  // row_security=off: a query that a row-level security policy would filter fails instead, so no
+  // policy's code runs in the session and no login is shown other rows than the table holds.
+  const pin = `-c search_path=${searchPath} -c row_security=off`;
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -97,21 +100,24 @@ function pinnedStartup(url: string, searchPath: string): { connectionString: str
 }
 
 /**
- * Refuses a new connection whose `search_path` is not `expected`, or whose `client_encoding` is
- * not UTF8 (the driver asks for UTF8 in every startup packet, which wins over role and database
- * settings; text is hashed as UTF-8): e.g. changed by a login event trigger.
+ * Refuses a connection whose `search_path` is not `expected`, whose `row_security` is not off, or
+ * whose `client_encoding` is not UTF8 (the driver asks for UTF8 in every startup packet, which
+ * wins over role and database settings; text is hashed as UTF-8). Run on each new connection
+ * (against a login event trigger) and after each statement of a pinned session: code the server
+ * runs inside a statement (a view's function, say) can change a setting for the statements after
+ * it, and the next one is then never sent.
  */
-async function checkSearchPath(client: pg.ClientBase, expected: string): Promise<void> {
-  const { rows } = await client.query<{ path: string; encoding: string }>(
-    `SELECT pg_catalog.current_setting('search_path') AS path, pg_catalog.current_setting('client_encoding') AS encoding`,
+async function checkSession(client: pg.ClientBase, expected: string): Promise<void> {
+  const { rows } = await client.query<{ path: string; encoding: string; rls: string }>(
+    `SELECT pg_catalog.current_setting('search_path') AS path, pg_catalog.current_setting('client_encoding') AS encoding,
+            pg_catalog.current_setting('row_security') AS rls`,
   );
   const actual = rows[0]?.path;
-  if (actual !== expected) {
-    throw new DatabaseSessionError(`the session's search_path is ${JSON.stringify(actual)}, not ${JSON.stringify(expected)} as this program sets it: something on the server changes it, so nothing was read`);
-  }
-  if (rows[0]?.encoding !== 'UTF8') {
-    throw new DatabaseSessionError(`the session's client_encoding is ${JSON.stringify(rows[0]?.encoding)}, not UTF8 as this program sets it: something on the server changes it, so nothing was read`);
-  }
+  const changed = (what: string, value: string | undefined, wanted: string) =>
+    new DatabaseSessionError(`the session's ${what} is ${JSON.stringify(value)}, not ${JSON.stringify(wanted)} as this program sets it: something on the server changes it, so the verification stopped`);
+  if (actual !== expected) throw changed('search_path', actual, expected);
+  if (rows[0]?.encoding !== 'UTF8') throw changed('client_encoding', rows[0]?.encoding, 'UTF8');
+  if (rows[0]?.rls !== 'off') throw changed('row_security', rows[0]?.rls, 'off');
 }
 
 /** The database could not be reached or stopped answering; callers answer 503, never a guess. */
@@ -157,7 +163,7 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
     // pg-pool awaits the hook before handing the connection out, and refuses it when the hook throws
     // (@types/pg declares the hook as returning void).
     // eslint-disable-next-line @typescript-eslint/no-misused-promises
-    ...(searchPath === undefined ? {} : { onConnect: (client: pg.ClientBase) => checkSearchPath(client, searchPath) }),
+    ...(searchPath === undefined ? {} : { onConnect: (client: pg.ClientBase) => checkSession(client, searchPath) }),
     max: options.poolMax,
     connectionTimeoutMillis: options.connectTimeoutMs,
     statement_timeout: options.statementTimeoutMs,
@@ -242,11 +248,13 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
    */
   async function onPool<T>(run: (q: Queryable) => Promise<T>): Promise<T> {
     const budget = budgetMs();
-    if (budget === undefined || budget >= options.connectTimeoutMs) return run(pooled);
+    if (searchPath === undefined && (budget === undefined || budget >= options.connectTimeoutMs)) return run(pooled);
     const client = await checkout(budget);
     let broken: Error | undefined;
     try {
-      return await run(wrap(client));
+      const result = await run(wrap(client));
+      if (searchPath !== undefined) await checkSession(client, searchPath);
+      return result;
     } catch (err) {
       broken = err as Error; // as pg's own pool.query: a connection whose statement failed is not reused
       throw err;
@@ -269,6 +277,7 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
       try {
         await tx.query('BEGIN');
         const result = await fn(tx);
+        if (searchPath !== undefined) await checkSession(client, searchPath);
         await tx.query('COMMIT');
         return result;
       } catch (err) {
@@ -300,6 +309,7 @@ export function createPostgresDatabase(options: PostgresOptions): Database {
       try {
         for await (const chunk of stream as AsyncIterable<Buffer>) yield chunk;
         finished = true;
+        if (searchPath !== undefined) await checkSession(client, searchPath);
       } catch (err) {
         broken = err as Error;
         throw classify(err);
@@ -367,7 +377,7 @@ export async function createEmbeddedDatabase(dir: string | undefined, options: {
   }
   if (searchPath !== undefined) {
     try {
-      await db.exec(`SET search_path = ${searchPath}`);
+      await db.exec(`SET search_path = ${searchPath}; SET row_security = off`);
     } catch (err) {
       await db.close().catch(() => {});
       unlock();

@@ -7,6 +7,7 @@ import { createEmbeddedDatabase, createPostgresDatabase, VERIFIER_SEARCH_PATH, t
 import { timestamp } from '../http/input.js';
 import { generateReport, ReportInputError } from './generate.js';
 import { loadReportKey, ReportCheckError, verifyReportDir } from './signed-note.js';
+import { checkLogSchema } from '../audit/schema-guard.js';
 
 /**
  * The command line of `npm run audit:report` (src/cli/audit-report.ts runs it): flags in, an
@@ -145,6 +146,7 @@ async function runGenerate(values: Values, io: CliIo): Promise<number> {
 
   const db = await openDatabase({ dataDir, url });
   try {
+    await checkLogSchema(db);
     const { data, dir } = await generateReport({ db, from, to, outDir: values.out, key, trustedKeys, origin, checkpointFiles, maxRows });
     const ig = data.integrity;
     io.out(

@@ -200,6 +200,78 @@ describe('attack: a superuser shadows the log for the verifying login (search_pa
     });
   });
 
+  /** Functions in schema shadow that undo an edited address for whoever resolves names there, and a taint that points the calling session's search_path at them. */
+  async function shadowFunctions(copy: TestDatabase): Promise<void> {
+    await adminQuery(
+      `CREATE SCHEMA shadow;
+       GRANT USAGE ON SCHEMA shadow TO ${auditor}, ${app};
+       CREATE FUNCTION shadow.inet_send(inet) RETURNS bytea LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS
+         $$ SELECT CASE WHEN $1 OPERATOR(pg_catalog.=) '203.0.113.66'::inet THEN pg_catalog.inet_send('10.0.0.0'::inet) ELSE pg_catalog.inet_send($1) END $$;
+       CREATE FUNCTION public.taint() RETURNS boolean LANGUAGE sql VOLATILE AS
+         $$ SELECT pg_catalog.set_config('search_path', 'shadow, pg_catalog, pg_temp', false) IS NOT NULL $$;
+       GRANT EXECUTE ON FUNCTION public.taint() TO ${auditor}, ${app}`,
+      [],
+      copy.name,
+    );
+    await asSuperuser(copy.name, `UPDATE public.audit_log SET ip = '203.0.113.66' WHERE seq = 6`);
+  }
+
+  it("when row-level security policies run code in the auditor's session (a predicate that repoints its search_path), then audit:verify refuses to read (exit 2), never reports intact", async () => {
+    const copy = await freshCopy();
+    await shadowFunctions(copy);
+    await adminQuery(
+      LOG_TABLES.flatMap((t) => [
+        `ALTER TABLE public.${t} ENABLE ROW LEVEL SECURITY`,
+        `CREATE POLICY taint ON public.${t} FOR SELECT TO ${auditor} USING (public.taint())`,
+        `CREATE POLICY gateway ON public.${t} TO ${app} USING (true) WITH CHECK (true)`,
+      ]).join(';\n'),
+      [],
+      copy.name,
+    );
+    const run = await verify(copy);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /row-level security/);
+  });
+
+  it("when a cast created by the administrator takes over details::text and hands back an edited record's original JSON, then audit:verify refuses to read (exit 2), never reports intact", async () => {
+    const copy = await freshCopy();
+    const { rows } = await copy.db.query<{ details: string }>('SELECT details::text AS details FROM audit_log WHERE seq = 6');
+    const original = rows[0]!.details;
+    const edited = original.replace('"attempt":6', '"attempt":666');
+    assert.notEqual(edited, original);
+    await asSuperuser(copy.name, `UPDATE public.audit_log SET details = $1::json WHERE seq = 6`, [edited]);
+    await adminQuery(
+      `CREATE FUNCTION public.launder(json) RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS
+         $$ SELECT replace(textin(json_out($1)), '"attempt":666', '"attempt":6') $$;
+       CREATE CAST (json AS text) WITH FUNCTION public.launder(json)`,
+      [],
+      copy.name,
+    );
+    const seen = await asRole<{ details: string }>(copy, auditor, 'SELECT details::text AS details FROM public.audit_log WHERE seq = 6');
+    assert.deepEqual(seen, [{ details: original }], 'the cast hands the auditor the original text, whatever its search_path');
+    const run = await verify(copy);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /a cast from json to text was created in this database/);
+  });
+
+  it("when a log table is replaced by a view (whose function could repoint the auditor's search_path mid-session), then audit:verify refuses to read (exit 2)", async () => {
+    const copy = await freshCopy();
+    await shadowFunctions(copy);
+    await adminQuery(
+      `ALTER TABLE public.audit_tiles RENAME TO audit_tiles_real;
+       CREATE VIEW public.audit_tiles AS SELECT * FROM public.audit_tiles_real WHERE public.taint();
+       GRANT SELECT ON public.audit_tiles TO ${auditor}`,
+      [],
+      copy.name,
+    );
+    const run = await verify(copy);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /public\.audit_tiles is not a plain table \(relkind v\)/);
+  });
+
   it("when the session's search_path is changed after the startup packet asked for it (here by a proxy rewriting that packet; on PostgreSQL 17 a login event trigger could), then audit:verify reads nothing and exits 2", async () => {
     const copy = await freshCopy();
     const target = new URL(ADMIN_URL);
