@@ -67,7 +67,10 @@ const COLUMNS = [
   'hash',
   'account',
   `CASE WHEN masklen(ip) <> CASE family(ip) WHEN 4 THEN 32 ELSE 128 END THEN ip::text END`,
-  `CASE WHEN occurred_at < '0001-01-01 00:00:00+00' OR occurred_at >= '10000-01-01 00:00:00+00' THEN to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC') END`,
+  // 'infinity' is outside the range too, and has no to_char text (NULL), so it is named here.
+  `CASE WHEN occurred_at < '0001-01-01 00:00:00+00' OR occurred_at >= '10000-01-01 00:00:00+00'
+        THEN CASE WHEN isfinite(occurred_at) THEN to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC')
+                  WHEN occurred_at > '2000-01-01 00:00:00+00' THEN 'infinity' ELSE '-infinity' END END`,
 ];
 const FIELD_COUNT = COLUMNS.length;
 const SEQ = 2;

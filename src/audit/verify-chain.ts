@@ -3,7 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Database, Queryable } from '../db/database.js';
 import { normalizeUsername } from '../users/usernames.js';
 import { GENESIS_HASH } from './canonical.js';
-import { sqlTimestamp } from './clock.js';
+import { formatMicros, sqlTimestamp } from './clock.js';
 import { createSignatureChecker, readCheckpointFile, streamCheckpointTable, type Checkpoint, type SignatureChecker } from './checkpoints.js';
 import type { ArchiveProblem } from './verify-archive.js';
 import { readStoredRecords, storedChainHash, storedLeafHash, type StoredRecord } from './stored-records.js';
@@ -29,6 +29,7 @@ export type ChainProblem =
   | 'checkpoint_conflict'
   | 'account_mismatch'
   | 'occurred_at_decreased'
+  | 'occurred_at_in_future'
   // The archived prefix (docs/archives.md): reported by the gateway's check of the recorded manifests.
   | ArchiveProblem;
 
@@ -154,6 +155,8 @@ interface Walk {
   prevTime: Buffer | undefined;
   prevTimeStart: number;
   prevTimeEnd: number;
+  /** The canonical text of the latest time a record read now may carry: the reader's clock plus {@link CLOCK_SKEW_MS}. */
+  latestTime: Buffer;
   lastGoodCheckpoint: number;
   lastGoodCheckpointHash: Buffer | undefined;
   checked: number;
@@ -235,6 +238,9 @@ function checkRow(walk: Walk, row: StoredRecord, trusted: ReadonlyMap<number, Bu
       const at = row.chained.toString('latin1', row.timeStart, row.timeEnd);
       const before = walk.prevTime.toString('latin1', walk.prevTimeStart, walk.prevTimeEnd);
       walk.stray = { seq: row.seq, problem: 'occurred_at_decreased', detail: `record ${row.seq} occurred at ${at}, before record ${row.seq - 1} (${before})` };
+    } else if (row.chained.compare(walk.latestTime, 0, walk.latestTime.length, row.timeStart, row.timeEnd) > 0) {
+      const at = row.chained.toString('latin1', row.timeStart, row.timeEnd);
+      walk.stray = { seq: row.seq, problem: 'occurred_at_in_future', detail: `record ${row.seq} occurred at ${at}, after the time it was read (${walk.latestTime.toString('latin1')}, five minutes of clock skew allowed)` };
     }
   }
   walk.checked += 1;
@@ -262,6 +268,12 @@ export interface WalkStart {
   hash: Buffer;
   prevHash?: Buffer | undefined;
 }
+
+/** How far a record's time may lie ahead of the clock of whoever reads it: the database refuses to store one further ahead (migration 017). */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** The canonical text of the latest time a record read now may carry. */
+const latestTimeNow = (): Buffer => Buffer.from(formatMicros(BigInt(Date.now() + CLOCK_SKEW_MS) * 1000n), 'latin1');
 
 /** The canonical `occurred_at` of the record at a walk's start, when it is in the database (not archived). */
 async function occurredAtOf(db: Pick<Queryable, 'query'>, start: WalkStart): Promise<Buffer | undefined> {
@@ -301,6 +313,7 @@ export async function walkRange(
     prevTime: startTime,
     prevTimeStart: 0,
     prevTimeEnd: startTime?.length ?? 0,
+    latestTime: latestTimeNow(),
     lastGoodCheckpoint: start.seq,
     lastGoodCheckpointHash: undefined,
     checked: 0,
@@ -311,6 +324,8 @@ export async function walkRange(
   // Leaves go to the tree a few thousand at a time: each hand-over re-reads the tree's partial tiles.
   let leaves: Buffer[] | undefined = range.onLeaves ? [] : undefined;
   pages: for await (const page of readStoredRecords(db, start.seq, range.batchSize ?? DEFAULT_PAGE)) {
+    // Records keep arriving while a long walk runs: each page is held to the clock when it came.
+    walk.latestTime = latestTimeNow();
     for (const row of page) {
       if (slicer.due()) await slicer.pause();
       broken = checkRow(walk, row, range.trusted, leaves);

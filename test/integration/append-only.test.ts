@@ -12,10 +12,18 @@ import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { ROOT } from '../helpers/processes.js';
-import { callAuditAppend, writeSampleEvents } from '../helpers/chain-fixture.js';
+import { callAuditAppend, chainTail, writeSampleEvents } from '../helpers/chain-fixture.js';
+import { chainHash, type ChainRecord } from '../../src/audit/canonical.js';
 import { createTestGateway } from '../helpers/test-gateway.js';
 import { sweepExpired } from '../../src/maintenance.js';
 import request from 'supertest';
+
+/** A plain login failure as a chain record, dated now. */
+const sampleRecord = (seq: number): ChainRecord => ({
+  seq, event_id: crypto.randomUUID(), occurred_at: new Date().toISOString(), event_type: 'login.failed', outcome: 'failure', reason: 'wrong_password',
+  username: 'direct@example.com', user_id: null, ip: null, user_agent: null, device_id: null, mfa_method: null, session_id: null, request_id: null,
+  actor_id: null, details: null,
+});
 
 describe('append-only audit tables', () => {
   let t: TestDatabase;
@@ -71,6 +79,32 @@ describe('audit_append keeps the log\'s rules, whoever calls it', () => {
     const before = await head();
     await assert.rejects(callAuditAppend(t.db, { occurred_at: '2020-01-01T00:00:00.000000Z' }), /occurred_at/);
     assert.deepEqual(await head(), before);
+  });
+
+  it("when a record is dated 'infinity', far ahead or before the common era, then the call is refused and nothing is stored", async () => {
+    const before = await head();
+    await assert.rejects(callAuditAppend(t.db, { occurred_at: 'infinity' }), /audit_log_occurred_at_range/);
+    await assert.rejects(callAuditAppend(t.db, { occurred_at: '9999-12-31T23:59:59.999999Z' }), /more than five minutes after the database's clock/);
+    await assert.rejects(callAuditAppend(t.db, { occurred_at: '2026-11-21T10:00:00.000000Z BC' }), /audit_log_occurred_at_range|before that of the head/);
+    assert.deepEqual(await head(), before);
+  });
+
+  it('when a correctly chained record is INSERTed directly (the runtime role may), back-dated or dated ahead, then the database refuses it', async () => {
+    const insert = async (occurredAt: string) => {
+      const tail = await chainTail(t.db);
+      const record = { ...sampleRecord(tail.seq + 1), occurred_at: occurredAt };
+      await t.db.query(
+        `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, account, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [record.seq, record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason, record.username, record.username, tail.hash, chainHash(tail.hash, record)],
+      );
+    };
+    const before = await head();
+    await assert.rejects(insert('2020-01-01T00:00:00.000000Z'), /before the record before it/);
+    await assert.rejects(insert(new Date(Date.now() + 3600_000).toISOString()), /more than five minutes after the database's clock/);
+    assert.deepEqual(await head(), before);
+    await insert(new Date().toISOString());
+    assert.equal((await head()).seq, before.seq + 1, 'a record dated now is accepted');
   });
 
   it('when a record comes without the tiles that add its leaf, then the call is refused and nothing is stored', async () => {

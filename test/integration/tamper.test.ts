@@ -218,9 +218,30 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     assert.deepEqual([r.first_invalid_seq, r.problem], [RECORDS + 1, 'occurred_at_decreased'], JSON.stringify(r));
   });
 
-  it('when a record is moved to the same date BC (which prints the same canonical text), then that record is reported (hash_mismatch)', async () => {
+  it("when a record dated 'infinity' (whose canonical time is NULL) is appended with its hash over that NULL, the range CHECK dropped, then it is reported (hash_mismatch)", async () => {
     const copy = await freshCopy();
-    await asSuperuser(copy.name, `UPDATE audit_log SET occurred_at = (to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' BC')::timestamp AT TIME ZONE 'UTC' WHERE seq = 14`);
+    await asSuperuser(copy.name, 'ALTER TABLE audit_log DROP CONSTRAINT audit_log_occurred_at_range');
+    const last = (await readRecords(copy.db, RECORDS))[0]!;
+    const forged = { ...last, seq: RECORDS + 1, event_id: crypto.randomUUID() };
+    const hash = chainHash(last.hash, { ...forged, occurred_at: null as unknown as string });
+    await insertForged(copy, { ...forged, occurred_at: 'infinity' }, last.hash, hash);
+    const r = await verify(copy);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [RECORDS + 1, 'hash_mismatch'], JSON.stringify(r));
+  });
+
+  it('when a correctly chained record dated years ahead is appended (triggers off), then it is reported (occurred_at_in_future)', async () => {
+    const copy = await freshCopy();
+    const last = (await readRecords(copy.db, RECORDS))[0]!;
+    await insertForged(copy, { ...last, seq: RECORDS + 1, event_id: crypto.randomUUID(), occurred_at: '2099-01-01T00:00:00.000000Z' }, last.hash);
+    const r = await verify(copy);
+    assert.deepEqual([r.first_invalid_seq, r.problem], [RECORDS + 1, 'occurred_at_in_future'], JSON.stringify(r));
+  });
+
+  it('when a record is moved to the same date BC (which prints the same canonical text), the range CHECK dropped, then that record is reported (hash_mismatch)', async () => {
+    const copy = await freshCopy();
+    const toBC = `UPDATE audit_log SET occurred_at = (to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' BC')::timestamp AT TIME ZONE 'UTC' WHERE seq = 14`;
+    await assert.rejects(asSuperuser(copy.name, toBC), /audit_log_occurred_at_range/, 'the CHECK holds even with triggers off');
+    await asSuperuser(copy.name, `ALTER TABLE audit_log DROP CONSTRAINT audit_log_occurred_at_range; ${toBC}`);
     const { rows } = await copy.db.query<{ bc: boolean }>(`SELECT occurred_at < '0001-01-01T00:00:00Z' AS bc FROM audit_log WHERE seq = 14`);
     assert.equal(rows[0]!.bc, true, 'the record now lies before the common era');
     const r = await verify(copy);
