@@ -83,7 +83,9 @@ describe('partitions made ahead, and the DEFAULT partition as an alarm', () => {
   });
 
   it('when a record is dated where no partition exists, then it is stored in the DEFAULT partition and the partition check reports it at error level', async () => {
-    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 10_000, clock: () => '2031-01-01T00:00:00.000000Z' });
+    // A month before the first partition (the log is empty, so the time is the first): a time
+    // years ahead, where no partition exists either, is refused outright (migration 017).
+    const writer = createChainWriter(t.db, { batchMax: 8, writeTimeoutMs: 10_000, clock: () => '2020-01-01T00:00:00.000000Z' });
     const committed = await writer.recordEvent(sampleEvent(1));
     await writer.close();
     const { rows } = await t.db.query<{ part: string }>('SELECT tableoid::regclass::text AS part FROM audit_log WHERE seq = $1', [committed.seq]);
