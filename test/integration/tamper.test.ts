@@ -237,6 +237,15 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     assert.deepEqual([r.first_invalid_seq, r.problem], [RECORDS + 1, 'occurred_at_in_future'], JSON.stringify(r));
   });
 
+  it('when the back-dated record comes right after where an incremental run starts, then that run reports it too (the start record\'s time is read)', async () => {
+    const copy = await freshCopy();
+    const last = (await readRecords(copy.db, RECORDS))[0]!;
+    const earlier = new Date(Date.parse(last.occurred_at) - 1000).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+    await insertForged(copy, { ...last, seq: RECORDS + 1, event_id: crypto.randomUUID(), occurred_at: earlier }, last.hash);
+    const r = await verifyChain(copy.db, { trustedKeys: trustOnly(key), checkpointFile, startAfter: { seq: RECORDS, hash: last.hash } });
+    assert.deepEqual([r.first_invalid_seq, r.problem, r.checked], [RECORDS + 1, 'occurred_at_decreased', 1], JSON.stringify(r));
+  });
+
   it('when a record is moved to the same date BC (which prints the same canonical text), the range CHECK dropped, then that record is reported (hash_mismatch)', async () => {
     const copy = await freshCopy();
     const toBC = `UPDATE audit_log SET occurred_at = (to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' BC')::timestamp AT TIME ZONE 'UTC' WHERE seq = 14`;
