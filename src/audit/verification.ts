@@ -53,6 +53,8 @@ export interface VerificationService {
 interface Start {
   seq: number;
   hash: Buffer;
+  /** The start record's canonical time, when it is archived (from its manifest). */
+  occurredAt?: Buffer | undefined;
 }
 
 /**
@@ -137,7 +139,7 @@ export function createVerificationService(options: VerificationServiceOptions): 
     }
     const hot = await checkHotContinuity(db, end);
     if (hot) findings.push(hot);
-    return { start: { seq: end.seq, hash: end.hash }, findings };
+    return { start: { seq: end.seq, hash: end.hash, occurredAt: end.occurredAt }, findings };
   }
 
   /** The last archived record (0: none): an incremental run from before it starts after the archive instead. */

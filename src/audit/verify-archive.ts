@@ -262,6 +262,8 @@ export interface ArchiveVerifyOptions {
 export interface ArchiveEnd {
   seq: number;
   hash: Buffer;
+  /** The canonical `occurred_at` of the archive's last record (from its signed manifest): the first record in the database is held to it. */
+  occurredAt?: Buffer;
 }
 
 const summary = (parts: Omit<ArchiveResult, 'valid' | 'first_invalid_seq' | 'problem' | 'detail'>, finding: ArchiveFinding | undefined): ArchiveResult => ({
@@ -298,7 +300,7 @@ export async function verifyArchiveRows(db: Pick<Queryable, 'query'>, options: A
       break;
     }
     segments += 1;
-    end = { seq: m.lastSeq, hash: m.endHash };
+    end = { seq: m.lastSeq, hash: m.endHash, occurredAt: Buffer.from(m.lastOccurredAt, 'latin1') };
     previous = manifestHash(row.manifest);
   }
   // The hot log starts after the last recorded segment even when an earlier one is bad: what the database says is archived is not in it.
@@ -397,7 +399,7 @@ export async function verifyArchiveDirectory(
     finding = outcome.finding;
     if (finding) break;
     segments += 1;
-    end = { seq: m.lastSeq, hash: m.endHash };
+    end = { seq: m.lastSeq, hash: m.endHash, occurredAt: Buffer.from(m.lastOccurredAt, 'latin1') };
     previous = manifestHash(note);
   }
   if (!finding) {

@@ -267,6 +267,8 @@ export interface WalkStart {
   seq: number;
   hash: Buffer;
   prevHash?: Buffer | undefined;
+  /** The canonical `occurred_at` of the record at `seq`, when the caller knows it (an archive's manifest); else it is read from the database. */
+  occurredAt?: Buffer | undefined;
 }
 
 /** How far a record's time may lie ahead of the clock of whoever reads it: the database refuses to store one further ahead (migration 017). */
@@ -305,7 +307,7 @@ export async function walkRange(
 ): Promise<RangeOutcome> {
   const slicer = range.slicer ?? new TimeSlicer();
   const { start } = range;
-  const startTime = await occurredAtOf(db, start);
+  const startTime = start.occurredAt ?? (await occurredAtOf(db, start));
   const walk: Walk = {
     expected: start.seq + 1,
     prevHash: start.hash,
