@@ -107,6 +107,25 @@ describe('audit_append keeps the log\'s rules, whoever calls it', () => {
     assert.equal((await head()).seq, before.seq + 1, 'a record dated now is accepted');
   });
 
+  it('when a record is INSERTed past a gap, or at a seq near 2^63 (after which every append would fail), then the database refuses it', async () => {
+    const insertAt = async (seq: bigint | number) => {
+      const tail = await chainTail(t.db);
+      const record = { ...sampleRecord(Number(seq)), seq: seq as number };
+      await t.db.query(
+        `INSERT INTO audit_log (seq, event_id, occurred_at, event_type, outcome, reason, username, account, prev_hash, hash)
+         VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [String(seq), record.event_id, record.occurred_at, record.event_type, record.outcome, record.reason, record.username, record.username, tail.hash, crypto.randomBytes(32)],
+      );
+    };
+    const before = await head();
+    await assert.rejects(insertAt(before.seq + 2), new RegExp(`seq ${before.seq + 1} does not exist`));
+    await assert.rejects(insertAt(9223372036854775807n), /does not exist/);
+    assert.deepEqual(await head(), before);
+    // The writer still appends after both attempts.
+    await writeSampleEvents(t.db, 1);
+    assert.equal((await head()).seq, before.seq + 1);
+  });
+
   it('when a record comes without the tiles that add its leaf, then the call is refused and nothing is stored', async () => {
     const before = await head();
     await assert.rejects(callAuditAppend(t.db, {}, { tiles: false }), /tile/);
