@@ -88,8 +88,9 @@ async function* storedLeaves(db: RecordSource, from: number, size: number, pageS
  */
 async function readSizes(db: Pick<Queryable, 'query'>): Promise<{ size: number; head: number }> {
   const { rows } = await db.query<{ size: number | null; head: number | null }>(
-    `SELECT (SELECT idx * ${TILE_WIDTH} + octet_length(hashes) / ${HASH_SIZE} FROM public.audit_tiles WHERE level = 0 ORDER BY idx DESC LIMIT 1) AS size,
-            (SELECT max(seq) FROM public.audit_log) AS head`,
+    `SELECT (SELECT least(idx, ${Math.floor(Number.MAX_SAFE_INTEGER / TILE_WIDTH) - 1}) * ${TILE_WIDTH} + octet_length(hashes) / ${HASH_SIZE}
+               FROM public.audit_tiles WHERE level = 0 ORDER BY idx DESC LIMIT 1) AS size,
+            (SELECT least(max(seq), ${Number.MAX_SAFE_INTEGER}) FROM public.audit_log) AS head`,
   );
   return { size: rows[0]?.size ?? 0, head: rows[0]?.head ?? 0 };
 }

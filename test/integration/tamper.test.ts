@@ -7,6 +7,7 @@ import { GENESIS_HASH, chainHash, type ChainRecord } from '../../src/audit/canon
 import { createChainWriter } from '../../src/audit/chain-writer.js';
 import { createCheckpointer, signCheckpoint, type SigningKey } from '../../src/audit/checkpoints.js';
 import { verifyChain, type VerifyResult } from '../../src/audit/verify-chain.js';
+import { verifyChainAndTree } from '../../src/audit/verify-both.js';
 import { createLogger } from '../../src/logger.js';
 import { tempSigningKey, trustOnly } from '../helpers/audit.js';
 import { sampleEvent } from '../helpers/events.js';
@@ -244,6 +245,15 @@ describe('audit chain verifier against tampering (PostgreSQL)', () => {
     await insertForged(copy, { ...last, seq: RECORDS + 1, event_id: crypto.randomUUID(), occurred_at: earlier }, last.hash);
     const r = await verifyChain(copy.db, { trustedKeys: trustOnly(key), checkpointFile, startAfter: { seq: RECORDS, hash: last.hash } });
     assert.deepEqual([r.first_invalid_seq, r.problem, r.checked], [RECORDS + 1, 'occurred_at_decreased', 1], JSON.stringify(r));
+  });
+
+  it('when a row with a seq beyond 2^53 is inserted (triggers off), then the walk reports the gap before it, not an unreachable database', async () => {
+    const copy = await freshCopy();
+    const last = (await readRecords(copy.db, RECORDS))[0]!;
+    await insertForged(copy, { ...last, seq: '9223372036854775807' as unknown as number, event_id: crypto.randomUUID() }, last.hash, crypto.randomBytes(32));
+    const { chain, tree } = await verifyChainAndTree(copy.db, { trustedKeys: trustOnly(key), checkpointFile });
+    assert.deepEqual([chain.first_invalid_seq, chain.problem], [RECORDS + 1, 'seq_gap'], JSON.stringify(chain));
+    assert.equal(tree.valid, false, JSON.stringify(tree));
   });
 
   it('when a record is moved to the same date BC (which prints the same canonical text), the range CHECK dropped, then that record is reported (hash_mismatch)', async () => {
