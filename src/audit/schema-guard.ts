@@ -14,7 +14,8 @@ export class LogSchemaError extends Error {
 /**
  * Refuses to verify a log whose reading could run a database administrator's code or go through
  * their conversions rather than PostgreSQL's own: a log table that is not a plain table (a view
- * calls functions; a foreign table reads elsewhere), a column of a type that is not built in (a
+ * calls functions; a foreign table reads elsewhere) or has inheritance children (read with it; a
+ * partition of `audit_log` is a plain table with none), a column of a type that is not built in (a
  * domain or a type with its own casts), or a cast between built-in types that someone created
  * (`CREATE CAST (json AS text) WITH FUNCTION …` takes over `details::text`, whatever the
  * `search_path`). Row-level security needs no check here: the verifier's sessions run with
@@ -37,6 +38,11 @@ export async function checkLogSchema(db: Pick<Queryable, 'query'>): Promise<void
   );
   if (!tables.some((t) => t.name === 'audit_log' && t.parent === null)) problems.push('there is no table public.audit_log');
   for (const t of tables) {
+    if (t.parent !== null && t.parent !== 'audit_log') {
+      // A child's rows are read with its parent's, whatever its kind (a foreign table, or a table with children of its own).
+      problems.push(`${t.name} inherits from public.${t.parent}, whose reads would include its rows`);
+      continue;
+    }
     const allowed = t.name === 'audit_log' && t.parent === null ? ['r', 'p'] : ['r'];
     if (!allowed.includes(t.kind)) problems.push(`${t.parent ? `partition ${t.name} of ${t.parent}` : `public.${t.name}`} is not a plain table (relkind ${t.kind})`);
   }

@@ -256,6 +256,19 @@ describe('attack: a superuser shadows the log for the verifying login (search_pa
     assert.match(run.stderr, /a cast from json to text was created in this database/);
   });
 
+  it('when a log table is given an inheritance child (whose rows its reads include, a foreign table say), then audit:verify refuses to read (exit 2)', async () => {
+    const copy = await freshCopy();
+    await adminQuery(
+      `CREATE TABLE public.tiles_extra () INHERITS (public.audit_tiles);
+       INSERT INTO public.tiles_extra (level, idx, hashes) VALUES (5, 0, '\\x${'00'.repeat(32)}')`,
+      [],
+      copy.name,
+    );
+    const run = await verify(copy);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.match(run.stderr, /tiles_extra inherits from public\.audit_tiles/);
+  });
+
   it("when a log table is replaced by a view (whose function could repoint the auditor's search_path mid-session), then audit:verify refuses to read (exit 2)", async () => {
     const copy = await freshCopy();
     await shadowFunctions(copy);
