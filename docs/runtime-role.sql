@@ -3,6 +3,8 @@
 -- pending, start-up only reads schema_migrations). Replace authtrail_app with your role's name;
 -- create it first, e.g.  CREATE ROLE authtrail_app LOGIN PASSWORD '...';
 -- and GRANT CONNECT ON DATABASE <your database> TO authtrail_app;
+-- (and REVOKE CONNECT ON DATABASE <your database> FROM PUBLIC: any login to the database can take
+-- the chain writer's advisory lock and hold it, which stops every append; docs/trust-model.md)
 GRANT USAGE ON SCHEMA public TO authtrail_app;
 GRANT SELECT ON schema_migrations TO authtrail_app;
 -- The audit trail: append and read, never change. UPDATE, DELETE and TRUNCATE are not granted,
