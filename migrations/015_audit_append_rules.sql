@@ -1,19 +1,13 @@
--- The chain writer's append (migration 014's overload) refuses, before it stores anything, what
--- would break two rules of the log that the verifier also checks (docs/audit-chain.md):
+-- The chain writer's append (migration 014's overload) refuses, before it commits anything, tiles
+-- that do not bring the Merkle tree to the new head: the tiles sent must bring level 0 exactly to
+-- it. Before this, a call without tiles stored records that no tile covered, and answered no row,
+-- which the writer reads as "the head moved, nothing stored". The refusal raises: the statement
+-- stores neither records nor tiles. Everything else is as in migration 014. Migration 012's
+-- overload (for a gateway of the previous version during a rolling upgrade) is unchanged; whatever
+-- wrote a record, `npm run audit:verify` reports records in no tile (`tree_size_mismatch`).
 --
--- * `occurred_at` never decreases along `seq`: the first record is no earlier than the head, and
---   each later one no earlier than the one before it. A holder of the runtime role can no longer
---   back-date a record through this function (the writer stamps each record no earlier than the
---   one before it, so it never asks to).
--- * the Merkle tree covers every record: the tiles sent must bring level 0 to the new head. Before
---   this, a call without tiles stored records that no tile covered, and answered no row, which the
---   writer reads as "the head moved, nothing stored".
---
--- Both refusals raise: the statement stores neither records nor tiles. Everything else is as in
--- migration 014. Migration 012's overload (for a gateway of the previous version during a rolling
--- upgrade) takes seq and prev_hash from its caller and is unchanged; whatever path wrote a record,
--- `npm run audit:verify` reports a time that decreased (`occurred_at_decreased`) and records in no
--- tile (`tree_size_mismatch`).
+-- The time rules (`occurred_at` never decreasing along seq, never ahead of the clock) are the
+-- table's own, for every writer: migration 017.
 CREATE OR REPLACE FUNCTION audit_append(
   lock_space integer, lock_key integer, expected_seq bigint, expected_hash bytea,
   r_hashes bytea,
@@ -28,7 +22,6 @@ DECLARE
   n integer := coalesce(cardinality(r_event_id), 0);
   head_seq bigint;
   head_hash bytea;
-  head_at timestamptz;
   new_head bigint;
   covered boolean := false;
 BEGIN
@@ -46,21 +39,12 @@ BEGIN
     RAISE EXCEPTION 'audit_append: % records, % bytes of hashes and columns of other lengths', n, octet_length(r_hashes)
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  -- Within the batch, before the lock: each record no earlier than the one before it.
-  IF EXISTS (SELECT 1 FROM generate_series(2, n) AS i WHERE r_occurred_at[i] < r_occurred_at[i - 1]) THEN
-    RAISE EXCEPTION 'audit_append: occurred_at decreases within the batch'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
   PERFORM pg_advisory_xact_lock(lock_space, lock_key);
   -- A volatile function's statements each take a new snapshot: this sees every append committed
   -- before the lock was granted.
-  SELECT a.seq, a.hash, a.occurred_at INTO head_seq, head_hash, head_at FROM audit_log a ORDER BY a.seq DESC LIMIT 1;
+  SELECT a.seq, a.hash INTO head_seq, head_hash FROM audit_log a ORDER BY a.seq DESC LIMIT 1;
   IF coalesce(head_seq, 0) <> expected_seq OR coalesce(head_hash, expected_hash) <> expected_hash THEN
     RETURN;
-  END IF;
-  IF r_occurred_at[1] < head_at THEN
-    RAISE EXCEPTION 'audit_append: occurred_at of record % is before that of the head %', expected_seq + 1, expected_seq
-      USING ERRCODE = 'invalid_parameter_value';
   END IF;
   -- Record i (from 1) is seq expected_seq + i; its prev_hash is the hash of record i - 1, or the
   -- head's hash for the first.

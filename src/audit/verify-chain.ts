@@ -164,7 +164,8 @@ interface Walk {
   checkpointsChecked: number;
   /**
    * The first row that breaks a rule outside the chain's links — an `account` not derived from
-   * its `username`, an `occurred_at` before its predecessor's — while linking correctly: the walk
+   * its `username`, an `occurred_at` before its predecessor's or ahead of the reader's clock —
+   * while linking correctly: the walk
    * goes on, so a lower bad seq found later (a checkpoint mismatch), or a broken link at the same
    * seq (an inserted record is a fork first), still wins.
    */
@@ -287,7 +288,7 @@ async function occurredAtOf(db: Pick<Queryable, 'query'>, start: WalkStart): Pro
 
 export interface RangeOutcome {
   broken: Finding | undefined;
-  /** The first `account_mismatch` or `occurred_at_decreased` before `broken`, if any: reported like any finding, lowest seq first. */
+  /** The first `account_mismatch`, `occurred_at_decreased` or `occurred_at_in_future` before `broken`, if any: reported like any finding, lowest seq first. */
   stray: Finding | undefined;
   checked: number;
   checkpointsChecked: number;

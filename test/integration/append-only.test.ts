@@ -77,7 +77,7 @@ describe('audit_append keeps the log\'s rules, whoever calls it', () => {
 
   it('when a record is back-dated before the head, then the call is refused and nothing is stored', async () => {
     const before = await head();
-    await assert.rejects(callAuditAppend(t.db, { occurred_at: '2020-01-01T00:00:00.000000Z' }), /occurred_at/);
+    await assert.rejects(callAuditAppend(t.db, { occurred_at: '2020-01-01T00:00:00.000000Z' }), /is dated before the record before it/);
     assert.deepEqual(await head(), before);
   });
 
@@ -85,7 +85,7 @@ describe('audit_append keeps the log\'s rules, whoever calls it', () => {
     const before = await head();
     await assert.rejects(callAuditAppend(t.db, { occurred_at: 'infinity' }), /audit_log_occurred_at_range/);
     await assert.rejects(callAuditAppend(t.db, { occurred_at: '9999-12-31T23:59:59.999999Z' }), /more than five minutes after the database's clock/);
-    await assert.rejects(callAuditAppend(t.db, { occurred_at: '2026-11-21T10:00:00.000000Z BC' }), /audit_log_occurred_at_range|before that of the head/);
+    await assert.rejects(callAuditAppend(t.db, { occurred_at: '2026-11-21T10:00:00.000000Z BC' }), /audit_log_occurred_at_range/);
     assert.deepEqual(await head(), before);
   });
 
